@@ -1,0 +1,132 @@
+"""Start the dispatch app on 127.0.0.1, as a process of its own.
+
+os-ken 4.x ships no ``osken-manager``: an app is started by parsing the configuration with
+``cfg.CONF(args=[...])`` and calling ``AppManager.run_apps``. This module does that
+(``python -m controller.launcher --pipeline FILE --port PORT``) and offers
+:class:`ControllerProcess`, a context manager that runs it for the length of a trial, waits
+until it listens, and always stops it, by its own handle.
+
+The controller listens on loopback only. On SIGTERM or Ctrl-C ``run_apps`` raises from its
+thread teardown (``AttributeError: ... 'kill'``), so the process leaves with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+APP = "controller.dispatch"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def is_listening(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a TCP socket listens on ``host:port`` (read from /proc, connects to nothing)."""
+    wanted = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            return any(
+                line.split()[1] == wanted and line.split()[3] == "0A" for line in f
+            )
+    except OSError:
+        return False
+
+
+class ControllerProcess:
+    """The dispatch app in a child process, for a ``with`` block."""
+
+    def __init__(self, pipeline: dict, workdir: Path, port: int | None = None,
+                 start_timeout: float = 30.0):
+        self.pipeline = pipeline
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> ControllerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pipeline_file = self.workdir / "pipeline.json"
+        pipeline_file.write_text(json.dumps(self.pipeline, indent=1) + "\n")
+        log = open(self.workdir / "controller.log", "w")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "controller.launcher",
+                 "--pipeline", str(pipeline_file), "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # Own session: a Ctrl-C at the terminal reaches the experiment, which then
+                # stops the controller itself, after the network is down.
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not is_listening(self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"controller exited with {self.process.returncode}; "
+                    f"see {self.workdir / 'controller.log'}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"controller not listening on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", required=True, help="pipeline JSON file")
+    parser.add_argument("--port", type=int, default=6653, help="OpenFlow TCP port")
+    args = parser.parse_args(argv)
+    # Imported here: the app module registers its option with the framework's config.
+    import controller.dispatch  # noqa: F401
+    from controller.compat import FRAMEWORK, app_manager, cfg
+
+    cfg.CONF(
+        args=["--ofp-listen-host", LOOPBACK, "--ofp-tcp-listen-port", str(args.port),
+              "--scr-pipeline", args.pipeline],
+        project=FRAMEWORK,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        app_manager.AppManager.run_apps([APP])
+    except (KeyboardInterrupt, AttributeError):
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

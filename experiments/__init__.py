@@ -1,0 +1,1 @@
+"""Experiments: traffic, the one-trial runner, sweeps, results folders and plots."""

@@ -1,0 +1,187 @@
+"""Synthetic traces: Zipf-skewed TCP flows with DDoS sources and knock sequences mixed in.
+
+A trace is a list of Ethernet frames; ``write_pcap``/``read_pcap`` save and load it as a
+classic pcap file, so any run can be replayed and inspected with tcpdump, Wireshark or Scapy.
+
+What a trace of ``TraceSpec`` holds, in a seeded random order:
+
+* **background flows**: ``flows`` TCP flows, each from its own source address, whose sizes
+  (packets per flow) follow a Zipf law with exponent ``skew``: flow *k* gets a share
+  proportional to ``1/k**skew``. ``skew = 0`` is uniform; around 1.2 the largest flow
+  carries about a third of the packets (``flow_shares`` tells exactly). A flow's first
+  packet carries SYN, its last FIN, the others ACK;
+* **attack sources**: ``attackers`` sources that together send ``attack_share`` of the
+  packets, enough to cross the DDoS mitigator's threshold;
+* **knockers**: ``knockers`` sources that knock on the three knock ports in order, then
+  talk to ``service_port``; and as many that knock in a wrong order and must stay locked out.
+
+Every frame's payload starts with its trace id (its index here). Addresses come from
+198.18.0.0/15, the range RFC 2544 reserves for benchmarks, and the MACs are unicast
+addresses that no interface owns: frames never mean anything outside the testbed.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nfs.packet import (
+    PROTO_TCP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_SYN,
+    build,
+    ip_to_int,
+)
+from nfs.port_knocking import DEFAULT_KNOCKS
+
+BACKGROUND_NET = ip_to_int("198.18.0.0")  # one source per flow
+ATTACK_NET = ip_to_int("198.19.0.0")
+KNOCK_NET = ip_to_int("198.19.128.0")
+SERVER = ip_to_int("198.19.255.1")
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """Parameters of a synthetic trace (all counts are packets unless named otherwise)."""
+
+    packets: int = 20_000
+    flows: int = 200
+    skew: float = 1.0
+    attackers: int = 4
+    attack_share: float = 0.05
+    knockers: int = 4
+    service_packets: int = 4  # packets each knocker sends after its knock
+    knocks: tuple[int, int, int] = DEFAULT_KNOCKS
+    service_port: int = 22
+    frame_size: int = 64
+    seed: int = 1
+
+    def __post_init__(self):
+        if self.packets < 1 or self.flows < 1:
+            raise ValueError("packets and flows must be >= 1")
+        if self.skew < 0:
+            raise ValueError("skew must be >= 0")
+        if not 0 <= self.attack_share < 1:
+            raise ValueError("attack_share must be in [0, 1)")
+        if self.frame_size < 60 or self.frame_size > 1514:
+            raise ValueError("frame_size must be in 60..1514")
+        if self.knock_packets + self.attack_packets >= self.packets:
+            raise ValueError("attack and knock packets leave no room for background flows")
+
+    @property
+    def knock_packets(self) -> int:
+        return 2 * self.knockers * (3 + self.service_packets)
+
+    @property
+    def attack_packets(self) -> int:
+        return int(self.packets * self.attack_share) if self.attackers else 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def flow_shares(flows: int, skew: float) -> list[float]:
+    """Zipf shares of ``flows`` flows with exponent ``skew`` (largest first, sum 1)."""
+    weights = [1.0 / (k**skew) for k in range(1, flows + 1)]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def make_trace(spec: TraceSpec) -> list[bytes]:
+    """The frames of ``spec``, in sending order."""
+    rng = random.Random(spec.seed)
+    # Each event is (source, destination port); TCP flags are filled in afterwards.
+    background = spec.packets - spec.attack_packets - spec.knock_packets
+    shares = flow_shares(spec.flows, spec.skew)
+    events: list[tuple[int, int]] = [
+        (BACKGROUND_NET + flow, 80)
+        for flow in rng.choices(range(spec.flows), weights=shares, k=background)
+    ]
+    events += [
+        (ATTACK_NET + rng.randrange(spec.attackers), 80) for _ in range(spec.attack_packets)
+    ]
+    rng.shuffle(events)
+    # Knock sequences go in at random positions, each knocker's packets in its own order.
+    for knocker in range(2 * spec.knockers):
+        good = knocker < spec.knockers
+        knocks = list(spec.knocks) if good else [spec.knocks[1], spec.knocks[0], spec.knocks[2]]
+        ports = knocks + [spec.service_port] * spec.service_packets
+        positions = sorted(rng.randrange(len(events) + 1) for _ in ports)
+        for offset, (position, port) in enumerate(zip(positions, ports, strict=True)):
+            events.insert(position + offset, (KNOCK_NET + knocker, port))
+    return _frames(events, spec.frame_size)
+
+
+def _frames(events: list[tuple[int, int]], frame_size: int) -> list[bytes]:
+    """Frames for ``(source, dport)`` events; a source's first packet SYNs, its last FINs."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, (src, _port) in enumerate(events):
+        first.setdefault(src, i)
+        last[src] = i
+    frames = []
+    for i, (src, dport) in enumerate(events):
+        flags = TCP_ACK
+        if first[src] == i:
+            flags = TCP_SYN
+        elif last[src] == i:
+            flags = TCP_FIN | TCP_ACK
+        sport = 1024 + (src & 0xFFFF) % 60000
+        frames.append(
+            build(src=src, dst=SERVER, proto=PROTO_TCP, sport=sport, dport=dport,
+                  trace_id=i, size=frame_size, tcp_flags=flags, tcp_seq=i)
+        )
+    return frames
+
+
+# --- pcap files (classic libpcap format, microsecond stamps, Ethernet link type) -------
+
+_PCAP_HEADER = struct.Struct("<IHHiIII")
+_PCAP_RECORD = struct.Struct("<IIII")
+_PCAP_MAGIC = 0xA1B2C3D4
+_LINKTYPE_ETHERNET = 1
+_SNAPLEN = 65535
+
+
+class TraceError(ValueError):
+    """An unreadable or corrupt trace file."""
+
+
+def write_pcap(path: str | Path, frames: list[bytes], rate_pps: float = 10_000) -> None:
+    """Save ``frames`` as a pcap, stamped as if sent at ``rate_pps``."""
+    with open(path, "wb") as f:
+        f.write(_PCAP_HEADER.pack(_PCAP_MAGIC, 2, 4, 0, 0, _SNAPLEN, _LINKTYPE_ETHERNET))
+        for i, frame in enumerate(frames):
+            usec = int(i * 1e6 / rate_pps)
+            f.write(_PCAP_RECORD.pack(usec // 1_000_000, usec % 1_000_000, len(frame), len(frame)))
+            f.write(frame)
+
+
+def read_pcap(path: str | Path) -> list[bytes]:
+    """Load the frames of a pcap written by ``write_pcap`` (or any little-endian Ethernet pcap)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise TraceError(f"cannot read trace {path}: {err.strerror}") from None
+    if len(data) < _PCAP_HEADER.size:
+        raise TraceError(f"{path} is not a pcap file (only {len(data)} bytes)")
+    magic, _major, _minor, _tz, _sigfigs, _snaplen, linktype = _PCAP_HEADER.unpack_from(data)
+    if magic != _PCAP_MAGIC:
+        raise TraceError(f"{path} is not a little-endian microsecond pcap (magic {magic:#x})")
+    if linktype != _LINKTYPE_ETHERNET:
+        raise TraceError(f"{path} has link type {linktype}, not Ethernet")
+    frames = []
+    offset = _PCAP_HEADER.size
+    while offset < len(data):
+        if offset + _PCAP_RECORD.size > len(data):
+            raise TraceError(f"{path} is truncated in record {len(frames)}")
+        _sec, _usec, incl_len, _orig_len = _PCAP_RECORD.unpack_from(data, offset)
+        offset += _PCAP_RECORD.size
+        if incl_len > _SNAPLEN or offset + incl_len > len(data):
+            raise TraceError(f"{path} is truncated or corrupt in record {len(frames)}")
+        frames.append(data[offset : offset + incl_len])
+        offset += incl_len
+    return frames

@@ -1,0 +1,437 @@
+"""One trial: a real Mininet network, the controller, the shim and N workers, one trace.
+
+``run_trial(config, trace, out_dir)`` does, in order:
+
+1. starts the controller (loopback) and builds the ``ScrTopo`` network with the userspace
+   OVS switch, waits until the controller's rules are on the switch;
+2. starts the sink, the N workers and the shim in their hosts, waits for each to say READY;
+3. replays the trace from the generator host at the configured rate; the end-of-trace
+   marker makes the shim send STOP to every core; waits until every worker has exited
+   (or sits idle, its STOP lost to an overloaded queue, and is stopped by signal);
+4. stops everything it started, by handle, and the network, in ``finally`` blocks;
+5. collects the processes' result files, replays the sequenced packets through the
+   sequential reference and writes ``trial.json`` and ``verdicts.csv`` (``seq,core,verdict,
+   trace_id``) into ``out_dir``.
+
+:class:`Testbed` is steps 1-4 as a context manager, for tests that need to act on the live
+network (inject frames on a port, read flows) before or after the traffic.
+
+Caveat: on this 2-core machine the generator, OVS, the shim, the sink and the workers share
+two CPUs; ``cpu`` in the results says how busy the infrastructure was, and a point where it
+was saturated does not measure the NF cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import RemoteController
+
+from controller.dispatch import COOKIE, expected_flow_count
+from controller.launcher import LOOPBACK, ControllerProcess
+from experiments.traffic import read_pcap
+from nfs import make_nf
+from nfs.packet import parse
+from nfs.reference import compare_replicas, run_reference
+from sequencer.dataplane import READY, open_socket
+from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
+
+HOST_IP_BASE = "198.19.254.0/24"  # RFC 2544 benchmark range; hosts never use their IPs
+OVS_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class TrialError(RuntimeError):
+    """A trial could not run or its processes did not produce their results."""
+
+
+@dataclass
+class TrialConfig:
+    """What one trial runs: which NF, on how many cores, at which offered rate."""
+
+    nf: str = "ddos"
+    nf_params: dict = field(default_factory=dict)
+    cores: int = 2
+    rate_pps: float = 2000.0
+    strategy: str = "scr"
+    ready_timeout_s: float = 30.0
+    drain_timeout_s: float = 60.0
+    idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
+
+    def __post_init__(self):
+        if self.strategy != "scr":
+            raise ValueError(f"strategy {self.strategy!r} is not implemented (only 'scr')")
+        if self.rate_pps <= 0:
+            raise ValueError("rate must be > 0")
+        make_nf(self.nf, **self.nf_params)  # fails early on a bad NF name or parameter
+        PortPlan(self.cores)  # fails early on a bad core count
+
+
+# --- processes in hosts ----------------------------------------------------------------
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class HostProcess:
+    """A data-path process started in a Mininet host, stopped only by its own handle."""
+
+    def __init__(self, name: str, host, argv: list[str], log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        with open(self.log_path, "w") as log:
+            self.popen = host.popen(argv, stdout=subprocess.PIPE, stderr=log,
+                                    stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_ready(self, deadline: float) -> None:
+        """Block until the process prints READY; TrialError if it dies or is late."""
+        out = self.popen.stdout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([out], [], [], 0.1)
+            if ready:
+                line = out.readline().decode(errors="replace").strip()
+                if line == READY:
+                    return
+                if not line and not self.alive():
+                    break
+        raise TrialError(f"{self.name} did not start; see {self.log_path}: {self.tail()}")
+
+    def tail(self, lines: int = 3) -> str:
+        try:
+            return " | ".join(self.log_path.read_text().strip().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM (the process writes its results), then SIGKILL if it hangs."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self.popen.stdout:
+            self.popen.stdout.close()
+
+
+# --- the live testbed ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold off Ctrl-C/SIGTERM while cleaning up, then deliver it: cleanup runs to the end."""
+    received: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            raise KeyboardInterrupt
+
+
+def quiet_switch_ports(switches) -> None:
+    """Turn IPv6 off on the switch-side veth ends (root namespace), ours alone.
+
+    The root kernel would otherwise send router solicitations and MLD reports out of them
+    for a few seconds, and OVS's socket on the port reads those as traffic from the host.
+    """
+    names = [intf.name for sw in switches for intf in sw.intfList() if intf.name != "lo"]
+    subprocess.run(["sysctl", "-qw", *(f"net.ipv6.conf.{n}.disable_ipv6=1" for n in names)],
+                   check=False, capture_output=True)
+
+
+def ovs_ofctl(*args: str) -> str:
+    result = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", *args],
+                            capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def pipeline_flows(switch: str = SWITCH) -> list[str]:
+    """The controller's rules on ``switch`` (one ``dump-flows`` line each)."""
+    out = ovs_ofctl("dump-flows", switch, f"cookie={COOKIE:#x}/-1")
+    return [line.strip() for line in out.splitlines() if "cookie=" in line]
+
+
+def ovs_pid() -> int | None:
+    try:
+        return int(OVS_PIDFILE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Testbed:
+    """Steps 1-4 of a trial as a context manager; see the module docstring."""
+
+    def __init__(self, config: TrialConfig, out_dir: Path):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.plan = PortPlan(config.cores)
+        self.net: Mininet | None = None
+        self.processes: list[HostProcess] = []
+        self.workers: list[HostProcess] = []
+        self.ovs_cpu_s = 0.0  # CPU time ovs-vswitchd spent during send_trace
+        self._stack = contextlib.ExitStack()
+
+    # -- set-up --
+    def __enter__(self) -> Testbed:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        setLogLevel("warning")
+        try:
+            controller = self._stack.enter_context(
+                ControllerProcess({**self.plan.to_json(), "mode": self.config.strategy},
+                                  self.out_dir)
+            )
+            self.net = Mininet(topo=ScrTopo(self.plan), controller=None, build=False,
+                               ipBase=HOST_IP_BASE)
+            self._stack.callback(self._stop_network)
+            self.net.addController(RemoteController("c0", ip=LOOPBACK, port=controller.port))
+            self.net.build()
+            quiet_switch_ports(self.net.switches)
+            self.net.start()
+            self._wait_for_pipeline()
+            self._stack.callback(self._stop_processes)
+            self._start_processes()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_for_pipeline(self) -> None:
+        expected = expected_flow_count(self.plan.to_json())
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        while len(pipeline_flows()) < expected:
+            if time.monotonic() > deadline:
+                raise TrialError(f"controller did not install its {expected} rules; "
+                                 f"see {self.out_dir / 'controller.log'}")
+            time.sleep(0.05)
+
+    def _python(self, module: str, *args) -> list[str]:
+        return [sys.executable, "-m", module, *map(str, args), "--out", str(self.out_dir)]
+
+    def _start(self, name: str, host_name: str, argv: list[str]) -> HostProcess:
+        proc = HostProcess(name, self.net[host_name], argv, self.out_dir)
+        self.processes.append(proc)
+        return proc
+
+    def _start_processes(self) -> None:
+        c, plan = self.config, self.plan
+        nf_args = ("--nf", c.nf, "--nf-params", json.dumps(c.nf_params))
+        self._start("sink", SINK, self._python("experiments.sink", "--iface", plan.sink_iface))
+        self.workers = [
+            self._start(f"core{i}", NF, self._python(
+                "nfs.worker", "--iface", plan.core_iface(i), "--core", i,
+                "--cores", c.cores, *nf_args))
+            for i in range(c.cores)
+        ]
+        self._start("shim", SEQ, self._python(
+            "sequencer.shim", "--in-iface", plan.shim_in_iface,
+            "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args))
+        deadline = time.monotonic() + c.ready_timeout_s
+        for proc in self.processes:
+            proc.wait_ready(deadline)
+
+    # -- actions on the live network --
+    def inject(self, port: int, frames: list[bytes]) -> None:
+        """Send raw ``frames`` into the host end of switch port ``port``'s link.
+
+        The frames leave the switch-side veth end, so they arrive at the host as if the
+        switch had sent them: a way to reach a worker without passing the shim.
+        """
+        sock = open_socket(self.plan.switch_iface(port), None)
+        try:
+            for frame in frames:
+                sock.send(frame)
+        finally:
+            sock.close()
+
+    def send_trace(self, trace_path: Path) -> None:
+        """Replay the trace, then wait until the workers have drained and stopped."""
+        c = self.config
+        ovs = ovs_pid()
+        ovs_cpu_before = pid_cpu_seconds(ovs) if ovs else 0.0
+        gen = self._start("generator", GEN, self._python(
+            "experiments.generator", "--iface", self.plan.gen_iface,
+            "--trace", trace_path, "--rate", c.rate_pps))
+        gen.wait_ready(time.monotonic() + c.ready_timeout_s)
+        packets = len(read_pcap(trace_path))
+        try:
+            gen.popen.wait(timeout=packets / c.rate_pps * 3 + 30)
+        except subprocess.TimeoutExpired:
+            raise TrialError("the generator did not finish its trace in time") from None
+        if gen.popen.returncode:
+            raise TrialError(f"the generator failed: {gen.tail()}")
+        self._wait_workers_done()
+        self.ovs_cpu_s = round(pid_cpu_seconds(ovs) - ovs_cpu_before, 3) if ovs else 0.0
+
+    def _wait_workers_done(self) -> None:
+        """Until every worker has exited or been idle (no CPU time) for ``idle_after_s``.
+
+        A worker normally exits on its STOP frame; one whose STOP was dropped by a full
+        queue sits idle in ``recv`` and is stopped by signal in teardown.
+        """
+        c = self.config
+        deadline = time.monotonic() + c.drain_timeout_s
+        last_cpu = {w.name: (-1.0, time.monotonic()) for w in self.workers}
+        while time.monotonic() < deadline:
+            busy = False
+            for worker in self.workers:
+                if not worker.alive():
+                    continue
+                cpu = pid_cpu_seconds(worker.pid)
+                seen, since = last_cpu[worker.name]
+                if cpu != seen:
+                    last_cpu[worker.name] = (cpu, time.monotonic())
+                    busy = True
+                elif time.monotonic() - since < c.idle_after_s:
+                    busy = True
+            if not busy:
+                return
+            time.sleep(0.05)
+
+    # -- teardown --
+    def _stop_processes(self) -> None:
+        # Workers first (they may still be draining), then the shim and the sink, which
+        # must outlive them so that nothing a worker sends is counted as lost.
+        for proc in sorted(self.processes, key=lambda p: p not in self.workers):
+            proc.stop()
+
+    def _stop_network(self) -> None:
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+
+    def close(self) -> None:
+        with deferred_interrupts():
+            self._stack.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
+
+
+def _read_csv(path: Path) -> list[list[int]]:
+    try:
+        with open(path) as f:
+            rows = csv.reader(f)
+            next(rows)
+            return [[int(x) for x in row] for row in rows]
+    except (OSError, ValueError, StopIteration) as err:
+        raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
+
+
+def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: float) -> dict:
+    """Read the processes' results, check them against the reference, write trial.json."""
+    out_dir = Path(out_dir)
+    nf = make_nf(config.nf, **config.nf_params)
+    gen = _read_json(out_dir / "generator.json")
+    shim = _read_json(out_dir / "shim.json")
+    sink = _read_json(out_dir / "sink.json")
+    cores = [_read_json(out_dir / f"core{i}.json") for i in range(config.cores)]
+    sequenced = _read_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
+    log = sorted(
+        (seq, i, verdict, trace_id)
+        for i in range(config.cores)
+        for seq, trace_id, verdict in _read_csv(out_dir / f"core{i}_log.csv")
+    )
+    with open(out_dir / "verdicts.csv", "w") as f:
+        f.write("seq,core,verdict,trace_id\n")
+        f.writelines(f"{s},{c},{v},{t}\n" for s, c, v, t in log)
+
+    # Sequential reference over exactly the packets the shim sequenced, in its order.
+    frames = read_pcap(trace_path)
+    if any(not 0 <= tid < len(frames) for _seq, tid, _ts in sequenced):
+        raise TrialError("the shim sequenced a packet that is not in the trace")
+    snapshots = {core["applied"] for core in cores}
+    reference = run_reference(nf, ((parse(frames[tid]), ts) for _s, tid, ts in sequenced),
+                              snapshot_at=snapshots)
+    check = compare_replicas(
+        reference,
+        ((s, c, v) for s, c, v, _t in log),
+        {core["core"]: (core["state"], core["applied"]) for core in cores},
+    )
+    per_core = [core["stats"].get("processed", 0) for core in cores]
+    processed = sum(per_core)
+    firsts = [core["first_ns"] for core in cores if core["stats"].get("processed")]
+    lasts = [core["last_ns"] for core in cores if core["stats"].get("processed")]
+    span_s = (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
+    sent = gen["sent"]
+    passed = [t for _s, _c, v, t in log if v == 1]
+    result = {
+        "nf": config.nf,
+        "strategy": config.strategy,
+        "cores": config.cores,
+        "target_pps": config.rate_pps,
+        "offered_pps": round(gen["offered_pps"], 1),
+        "sent": sent,
+        "sequenced": shim["sequenced"],
+        "processed": processed,
+        "delivered_pps": round(processed / span_s, 1) if span_s > 0 else 0.0,
+        "loss": round(1 - processed / sent, 5) if sent else 0.0,
+        "per_core": per_core,
+        "round_robin": all(c == s % config.cores for s, c, _v, _t in log),
+        "passed": len(passed),
+        "sink_received": sink["received"],
+        "sink_missing": len(set(passed) - set(sink["trace_ids"])),
+        "malformed_shim": shim["malformed_total"],
+        "malformed_cores": sum(core["malformed_total"] for core in cores),
+        "gap_records": sum(core["stats"].get("gap_records", 0) for core in cores),
+        "stopped_by_marker": all(core["stopped_by_marker"] for core in cores),
+        **{f"check_{k}": v for k, v in check.summary().items()},
+        "cpu_s": {
+            "generator": gen["cpu_s"], "shim": shim["cpu_s"], "sink": sink["cpu_s"],
+            "ovs": ovs_cpu_s, "cores": [core["cpu_s"] for core in cores],
+        },
+        "span_s": round(span_s, 3),
+    }
+    (out_dir / "trial.json").write_text(json.dumps(
+        {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1) + "\n")
+    return result
+
+
+def run_trial(config: TrialConfig, trace_path: Path, out_dir: Path) -> dict:
+    """Run one trial on a fresh network and return its result row (also in trial.json)."""
+    with Testbed(config, out_dir) as bed:
+        bed.send_trace(trace_path)
+    return collect(config, trace_path, out_dir, bed.ovs_cpu_s)

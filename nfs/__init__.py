@@ -1,0 +1,23 @@
+"""Network functions, written once and run by every strategy; see ``nfs.base``.
+
+``make_nf(name, **params)`` builds one by its short name (``NF_CLASSES`` lists them).
+"""
+
+from __future__ import annotations
+
+from nfs.base import NetworkFunction
+from nfs.ddos import DDoSMitigator
+from nfs.port_knocking import PortKnockingFirewall
+
+NF_CLASSES: dict[str, type[NetworkFunction]] = {
+    cls.name: cls for cls in (DDoSMitigator, PortKnockingFirewall)
+}
+
+
+def make_nf(name: str, **params) -> NetworkFunction:
+    """The NF called ``name`` with ``params``; a ValueError names the known ones."""
+    try:
+        cls = NF_CLASSES[name]
+    except KeyError:
+        raise ValueError(f"unknown NF {name!r}; choose from {', '.join(NF_CLASSES)}") from None
+    return cls(**params)

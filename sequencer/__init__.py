@@ -1,0 +1,1 @@
+"""The sequencer: the SCR wire format (``header``) and the userspace shim (``shim``)."""

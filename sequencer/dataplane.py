@@ -1,0 +1,87 @@
+"""Plumbing shared by the data-path processes (generator, shim, workers, sink).
+
+Each of them runs inside a Mininet host, reads or writes raw frames on one interface and
+follows the same small protocol with the experiment that started it:
+
+* it prints ``READY`` on stdout once its sockets are bound, so no packet is sent early;
+* SIGTERM or SIGINT raise :class:`StopRequested` (from inside the blocking ``recv`` where
+  a process idles), after which the process writes its results and exits 0;
+* results go into one JSON file (``write_json``) in the trial's folder, with the CPU time
+  the process used (``cpu_seconds``), which the fidelity check reads.
+
+Raw AF_PACKET sockets are used in the hot paths: Scapy costs hundreds of microseconds per
+packet. A receive socket is created with protocol 0 and then bound to its interface and
+ethertype, so it never sees frames of other interfaces. ``PACKET_IGNORE_OUTGOING`` keeps a
+process from reading back what it sent on the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+from pathlib import Path
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263  # linux/socket.h; the socket module does not export it
+PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux >= 4.20
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; not exported either
+SOCKET_BUFFER = 8 << 20
+READY = "READY"
+
+
+class StopRequested(Exception):
+    """Raised by the SIGTERM/SIGINT handler to leave a blocking receive loop."""
+
+
+def _raise_stop(signum, _frame):
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def raise_on_stop_signals() -> None:
+    """Turn SIGTERM and SIGINT into :class:`StopRequested`."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+
+
+def ignore_stop_signals() -> None:
+    """Make SIGTERM/SIGINT harmless (while results are being written)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def open_socket(iface: str, ethertype: int | None) -> socket.socket:
+    """A raw socket on ``iface``; it receives frames of ``ethertype`` (None: send only)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        for option in (SO_RCVBUFFORCE, SO_SNDBUFFORCE):
+            # FORCE variants pass net.core.*mem_max (we run as root); bursts then queue
+            # in the socket instead of being dropped.
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        # CPython converts the protocol of an AF_PACKET address to network order itself.
+        sock.bind((iface, ethertype if ethertype is not None else 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def announce_ready() -> None:
+    print(READY, flush=True)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used: its share of the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 3)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    """Write ``data`` as indented JSON, atomically (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,192 @@
+"""The SCR wire format: one definition, two faces.
+
+Every frame the sequencer emits towards a core is::
+
+    | dummy Ethernet (src = slot MAC, type 0x88B5) | SCR header | history records | frame |
+
+* The dummy Ethernet source MAC carries the core slot (``02:53:43:52:00:<slot>``, "SCR" in
+  ASCII), as the paper's artifact does, so that the switch can steer by an exact-match rule
+  per slot: OVS has no per-packet round-robin of its own.
+* The SCR header (20 bytes, network byte order) holds the sequence number the sequencer gave
+  this packet, the sequencer's timestamp (the only clock NFs may read, so every replica
+  computes the same thing), the number of history records and their size.
+* History records are the state-relevant fields of the packets with sequence numbers
+  ``seq - count .. seq - 1``, oldest first. Their layout belongs to the NF (``nfs``); here they
+  are opaque fixed-size byte strings.
+
+A frame with the STOP flag carries no original frame: it marks the end of a run. Its
+history brings every replica up to the last sequence number, so all replicas end equal.
+
+Two faces of the same format, tested byte for byte against each other:
+
+* a ``struct`` codec (``pack_header``/``unpack_header``/``encode``/``decode``) for the hot
+  path of the shim and the workers;
+* Scapy layers (``SCR``) for dissection, tests and users poking at pcaps.
+
+Caveat: the sequence number is 32 bits and wraps after 4 G packets; runs here are far shorter.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from scapy.fields import (
+    ByteField,
+    FieldLenField,
+    FieldListField,
+    FlagsField,
+    IntField,
+    LongField,
+    ShortField,
+    StrLenField,
+    XByteField,
+)
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, bind_layers
+
+ETH_P_SCR = 0x88B5  # IEEE 802 "local experimental ethertype 1"
+ETH_P_IP = 0x0800
+SCR_MAGIC = 0x5C
+SCR_VERSION = 1
+
+FLAG_STOP = 0x01  # end of run: fast-forward the history, write results, exit
+
+#: Destination MAC of the dummy Ethernet header. Unicast and locally administered, and the
+#: address of no interface, so a kernel that sees the frame drops it as "other host".
+DUMMY_DST_MAC = "02:53:43:52:ff:fe"
+_SLOT_MAC_PREFIX = "02:53:43:52:00:"
+MAX_SLOTS = 256
+
+ETH_HEADER = struct.Struct("!6s6sH")
+#: magic, version, flags, count, record size, slot, number of cores, seq, timestamp (ns)
+SCR_HEADER = struct.Struct("!BBBBHBBIQ")
+SCR_OFFSET = ETH_HEADER.size
+PAYLOAD_OFFSET = ETH_HEADER.size + SCR_HEADER.size  # first history record
+
+SEQ_MODULUS = 1 << 32
+
+
+class MalformedFrame(ValueError):
+    """A frame that does not follow the wire format; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class ScrHeader(NamedTuple):
+    """The decoded SCR header."""
+
+    flags: int
+    count: int
+    record_size: int
+    slot: int
+    n_cores: int
+    seq: int
+    timestamp_ns: int
+
+
+def slot_mac(slot: int) -> str:
+    """The dummy source MAC that steers a frame to core ``slot``."""
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"slot {slot} outside 0..{MAX_SLOTS - 1}")
+    return f"{_SLOT_MAC_PREFIX}{slot:02x}"
+
+
+def mac_bytes(mac: str) -> bytes:
+    """``'aa:bb:..'`` to 6 bytes."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def dummy_ethernet(slot: int) -> bytes:
+    """The 14-byte dummy Ethernet header for ``slot`` (precomputed once per slot)."""
+    return ETH_HEADER.pack(mac_bytes(DUMMY_DST_MAC), mac_bytes(slot_mac(slot)), ETH_P_SCR)
+
+
+def pack_header(header: ScrHeader) -> bytes:
+    """The 20-byte SCR header."""
+    return SCR_HEADER.pack(
+        SCR_MAGIC,
+        SCR_VERSION,
+        header.flags,
+        header.count,
+        header.record_size,
+        header.slot,
+        header.n_cores,
+        header.seq,
+        header.timestamp_ns,
+    )
+
+
+def encode(header: ScrHeader, records: list[bytes], inner: bytes = b"") -> bytes:
+    """A whole frame: dummy Ethernet, header, records (oldest first), original frame."""
+    if len(records) != header.count:
+        raise ValueError(f"header says {header.count} records, got {len(records)}")
+    if any(len(r) != header.record_size for r in records):
+        raise ValueError(f"every record must be {header.record_size} bytes")
+    return dummy_ethernet(header.slot) + pack_header(header) + b"".join(records) + inner
+
+
+def unpack_header(frame: bytes) -> ScrHeader:
+    """Validate the dummy Ethernet and SCR headers of ``frame`` and decode the latter.
+
+    Raises :class:`MalformedFrame` for anything that is not a well-formed SCR frame whose
+    records all fit inside it. The records and the inner frame start at ``PAYLOAD_OFFSET``.
+    """
+    if len(frame) < PAYLOAD_OFFSET:
+        raise MalformedFrame("truncated", f"{len(frame)} bytes")
+    ethertype = int.from_bytes(frame[12:14], "big")
+    if ethertype != ETH_P_SCR:
+        raise MalformedFrame("ethertype", hex(ethertype))
+    magic, version, flags, count, rec_size, slot, n_cores, seq, ts = SCR_HEADER.unpack_from(
+        frame, SCR_OFFSET
+    )
+    if magic != SCR_MAGIC or version != SCR_VERSION:
+        raise MalformedFrame("bad_header", f"magic {magic:#x} version {version}")
+    if n_cores == 0 or slot >= n_cores or count >= n_cores:
+        raise MalformedFrame("bad_header", f"slot {slot} count {count} cores {n_cores}")
+    if PAYLOAD_OFFSET + count * rec_size > len(frame):
+        raise MalformedFrame("truncated", f"{count} records of {rec_size} B do not fit")
+    return ScrHeader(flags, count, rec_size, slot, n_cores, seq, ts)
+
+
+def decode(frame: bytes) -> tuple[ScrHeader, list[bytes], bytes]:
+    """Header, records and inner frame of ``frame`` (convenience form of the hot-path codec)."""
+    header = unpack_header(frame)
+    size = header.record_size
+    records = [
+        frame[PAYLOAD_OFFSET + i * size : PAYLOAD_OFFSET + (i + 1) * size]
+        for i in range(header.count)
+    ]
+    return header, records, frame[PAYLOAD_OFFSET + header.count * size :]
+
+
+# --- Scapy face ------------------------------------------------------------------------
+
+
+class SCR(Packet):
+    """Scapy layer of the SCR header and its history records (opaque byte strings)."""
+
+    name = "SCR"
+    fields_desc = [
+        XByteField("magic", SCR_MAGIC),
+        ByteField("version", SCR_VERSION),
+        FlagsField("flags", 0, 8, ["STOP"]),
+        FieldLenField("count", None, count_of="history", fmt="B"),
+        ShortField("record_size", 0),
+        ByteField("slot", 0),
+        ByteField("n_cores", 1),
+        IntField("seq", 0),
+        LongField("timestamp_ns", 0),
+        FieldListField(
+            "history",
+            [],
+            StrLenField("record", b"", length_from=lambda pkt: pkt.record_size),
+            count_from=lambda pkt: pkt.count,
+        ),
+    ]
+
+
+bind_layers(Ether, SCR, type=ETH_P_SCR)
+bind_layers(SCR, Ether)

@@ -1,0 +1,193 @@
+"""The sequencer shim: the userspace half of the sequencer node.
+
+It runs in the sequencer host, receives every packet the switch steers to it (ingress
+port), and for each one:
+
+1. parses it and packs the NF's history record (``nf.pack_record``);
+2. gives it the next sequence number and the sequencer's timestamp;
+3. emits ``| dummy Ethernet (slot = seq mod N) | SCR header | last N-1 records | packet |``
+   on the egress port, where the controller's one-rule-per-slot table sends it to core
+   ``seq mod N``: exact round-robin;
+4. appends its record to the ring of the last N-1 records.
+
+Anything that is not a well-formed IPv4 frame is counted by reason and dropped: it gets no
+sequence number. An SCR frame with the STOP flag arriving at ingress (the generator's
+end-of-trace marker) makes the shim send one STOP frame to every core, carrying the last
+N-1 records, so each replica fast-forwards to the final sequence number before it exits.
+
+On exit it writes ``shim.json`` (counters) and ``sequenced.csv`` (``seq,trace_id,ts_ns``:
+which trace packet got which sequence number and timestamp), from which the correctness
+oracle replays the exact order.
+
+Run: ``python -m sequencer.shim --in-iface seq-eth0 --out-iface seq-eth1 --cores 4 --nf ddos``.
+Caveat: one Python process, so it is a bottleneck candidate; ``tx_errors`` counts sends the
+kernel refused (full socket buffer) and the fidelity check must watch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from array import array
+from collections import Counter, deque
+from pathlib import Path
+
+from nfs import NF_CLASSES, make_nf
+from nfs.base import NetworkFunction
+from nfs.packet import parse
+from sequencer import header as h
+from sequencer.dataplane import (
+    ETH_P_ALL,
+    StopRequested,
+    announce_ready,
+    cpu_seconds,
+    ignore_stop_signals,
+    open_socket,
+    raise_on_stop_signals,
+    write_json,
+)
+
+
+MALFORMED_SAMPLES = 5
+
+
+class Sequencer:
+    """The shim's logic without sockets: frames in, SCR frames out (unit-testable)."""
+
+    def __init__(self, nf: NetworkFunction, n_cores: int):
+        if not 1 <= n_cores <= h.MAX_SLOTS:
+            raise ValueError(f"cores must be in 1..{h.MAX_SLOTS}")
+        self.nf = nf
+        self.n_cores = n_cores
+        self.next_seq = 0
+        self.ring: deque[bytes] = deque(maxlen=n_cores - 1)
+        self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
+        self.trace_ids = array("q")  # by sequence number
+        self.timestamps = array("q")
+        self.malformed: Counter[str] = Counter()
+        self.malformed_samples: list[str] = []  # the first few, as hex, for debugging
+        self.stops = 0
+
+    def sequence(self, frame: bytes, ts: int) -> tuple[int, bytes]:
+        """Sequence one ingress frame: ``(slot, SCR frame)``; MalformedFrame if it is bad."""
+        pkt = parse(frame)
+        record = self.nf.pack_record(pkt, ts)
+        seq = self.next_seq
+        slot = seq % self.n_cores
+        ring = self.ring
+        out = b"".join(
+            (
+                self._prefixes[slot],
+                h.SCR_HEADER.pack(
+                    h.SCR_MAGIC, h.SCR_VERSION, 0, len(ring), len(record),
+                    slot, self.n_cores, seq % h.SEQ_MODULUS, ts,
+                ),
+                *ring,
+                frame,
+            )
+        )
+        ring.append(record)
+        self.next_seq = seq + 1
+        self.trace_ids.append(pkt.trace_id)
+        self.timestamps.append(ts)
+        return slot, out
+
+    def stop_frames(self, ts: int) -> list[bytes]:
+        """One STOP frame per core, carrying the last N-1 records (no packet)."""
+        self.stops += 1
+        records = list(self.ring)
+        return [
+            h.encode(
+                h.ScrHeader(h.FLAG_STOP, len(records), self.nf.record_size, slot,
+                            self.n_cores, self.next_seq % h.SEQ_MODULUS, ts),
+                records,
+            )
+            for slot in range(self.n_cores)
+        ]
+
+    def count_malformed(self, reason: str, frame: bytes) -> None:
+        self.malformed[reason] += 1
+        if len(self.malformed_samples) < MALFORMED_SAMPLES:
+            self.malformed_samples.append(f"{reason}: {frame[:64].hex()}")
+
+    def is_stop_marker(self, frame: bytes) -> bool:
+        try:
+            return bool(h.unpack_header(frame).flags & h.FLAG_STOP)
+        except h.MalformedFrame:
+            return False
+
+
+def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
+    """The hot loop: receive on ``in_iface``, send on ``out_iface`` until stopped."""
+    rx = open_socket(in_iface, ETH_P_ALL)
+    tx = open_socket(out_iface, None)
+    recv, send, sequence, clock = rx.recv, tx.send, seq.sequence, time.monotonic_ns
+    announce_ready()
+    try:
+        while True:
+            frame = recv(65535)
+            try:
+                _slot, out = sequence(frame, clock())
+            except h.MalformedFrame as err:
+                if seq.is_stop_marker(frame):
+                    for stop in seq.stop_frames(clock()):
+                        send(stop)
+                else:
+                    seq.count_malformed(err.reason, frame)
+                continue
+            try:
+                send(out)
+            except OSError:
+                stats["tx_errors"] += 1
+    except StopRequested:
+        pass
+    finally:
+        rx.close()
+        tx.close()
+
+
+def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
+    with open(out_dir / "sequenced.csv", "w") as f:
+        f.write("seq,trace_id,ts_ns\n")
+        pairs = zip(seq.trace_ids, seq.timestamps, strict=True)
+        f.writelines(f"{i},{tid},{ts}\n" for i, (tid, ts) in enumerate(pairs))
+    write_json(
+        out_dir / "shim.json",
+        {
+            "sequenced": seq.next_seq,
+            "malformed": dict(seq.malformed),
+            "malformed_total": sum(seq.malformed.values()),
+            "malformed_samples": seq.malformed_samples,
+            "stop_markers": seq.stops,
+            "tx_errors": stats["tx_errors"],
+            "cpu_s": cpu_seconds(),
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--in-iface", required=True, help="interface the switch feeds")
+    parser.add_argument("--out-iface", required=True, help="interface towards the cores")
+    parser.add_argument("--cores", type=int, required=True, help="number of cores N")
+    parser.add_argument("--nf", required=True, choices=sorted(NF_CLASSES))
+    parser.add_argument("--nf-params", default="{}", help="NF parameters as JSON")
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    args = parser.parse_args(argv)
+    raise_on_stop_signals()
+    seq = Sequencer(make_nf(args.nf, **json.loads(args.nf_params)), args.cores)
+    stats: Counter = Counter()
+    try:
+        run(seq, args.in_iface, args.out_iface, stats)
+    except StopRequested:
+        pass
+    finally:
+        ignore_stop_signals()
+        write_results(seq, stats, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
