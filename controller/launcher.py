@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from mininet.node import RemoteController
+
 LOOPBACK = "127.0.0.1"
 APP = "controller.dispatch"
 
@@ -44,6 +46,21 @@ def is_listening(port: int, host: str = LOOPBACK) -> bool:
             )
     except OSError:
         return False
+
+
+class LoopbackController(RemoteController):
+    """Mininet's handle on our controller, which cleans up after itself.
+
+    Mininet's ``RemoteController.stop`` does nothing, so the bash shell Mininet opens for
+    every node outlives ``net.stop()`` (``mn -c`` would then kill it by name). This one ends
+    its own shell, by its own pid, when the network stops.
+    """
+
+    def __init__(self, name: str, port: int):
+        super().__init__(name, ip=LOOPBACK, port=port)
+
+    def stop(self, *args, **kwargs):
+        self.terminate()
 
 
 class ControllerProcess:

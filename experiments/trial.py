@@ -37,15 +37,15 @@ from pathlib import Path
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import RemoteController
 
 from controller.dispatch import COOKIE, expected_flow_count
-from controller.launcher import LOOPBACK, ControllerProcess
+from controller.launcher import ControllerProcess, LoopbackController
 from experiments.traffic import read_pcap
 from nfs import make_nf
-from nfs.packet import parse
+from nfs.packet import Packet, parse
 from nfs.reference import compare_replicas, run_reference
 from sequencer.dataplane import READY, open_socket
+from sequencer.header import MalformedFrame
 from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
 
 HOST_IP_BASE = "198.19.254.0/24"  # RFC 2544 benchmark range; hosts never use their IPs
@@ -192,6 +192,7 @@ def ovs_pid() -> int | None:
 
 
 class Testbed:
+    __test__ = False  # not a pytest test class, despite its name
     """Steps 1-4 of a trial as a context manager; see the module docstring."""
 
     def __init__(self, config: TrialConfig, out_dir: Path):
@@ -216,7 +217,7 @@ class Testbed:
             self.net = Mininet(topo=ScrTopo(self.plan), controller=None, build=False,
                                ipBase=HOST_IP_BASE)
             self._stack.callback(self._stop_network)
-            self.net.addController(RemoteController("c0", ip=LOOPBACK, port=controller.port))
+            self.net.addController(LoopbackController("c0", controller.port))
             self.net.build()
             quiet_switch_ports(self.net.switches)
             self.net.start()
@@ -361,6 +362,18 @@ def _read_csv(path: Path) -> list[list[int]]:
         raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
 
 
+def trace_packets(frames: list[bytes]) -> dict[int, Packet]:
+    """The trace's well-formed packets by the trace id they carry (malformed ones skipped)."""
+    packets = {}
+    for frame in frames:
+        try:
+            pkt = parse(frame)
+        except MalformedFrame:
+            continue
+        packets[pkt.trace_id] = pkt
+    return packets
+
+
 def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: float) -> dict:
     """Read the processes' results, check them against the reference, write trial.json."""
     out_dir = Path(out_dir)
@@ -380,11 +393,11 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: flo
         f.writelines(f"{s},{c},{v},{t}\n" for s, c, v, t in log)
 
     # Sequential reference over exactly the packets the shim sequenced, in its order.
-    frames = read_pcap(trace_path)
-    if any(not 0 <= tid < len(frames) for _seq, tid, _ts in sequenced):
+    by_trace_id = trace_packets(read_pcap(trace_path))
+    if any(tid not in by_trace_id for _seq, tid, _ts in sequenced):
         raise TrialError("the shim sequenced a packet that is not in the trace")
     snapshots = {core["applied"] for core in cores}
-    reference = run_reference(nf, ((parse(frames[tid]), ts) for _s, tid, ts in sequenced),
+    reference = run_reference(nf, ((by_trace_id[tid], ts) for _s, tid, ts in sequenced),
                               snapshot_at=snapshots)
     check = compare_replicas(
         reference,

@@ -20,4 +20,7 @@ def make_nf(name: str, **params) -> NetworkFunction:
         cls = NF_CLASSES[name]
     except KeyError:
         raise ValueError(f"unknown NF {name!r}; choose from {', '.join(NF_CLASSES)}") from None
-    return cls(**params)
+    try:
+        return cls(**params)
+    except TypeError as err:  # an unknown parameter name
+        raise ValueError(f"bad parameters for NF {name!r}: {err}") from None

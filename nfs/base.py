@@ -12,7 +12,7 @@ An NF is written once as four pieces:
   used to compare replicas with the sequential reference.
 
 The contract that makes SCR exact is ``update(s, unpack_record(pack_record(p, ts)))`` leaving
-``s`` exactly as ``process(s, p, ts)`` does (``tests/test_nfs.py`` checks it for every NF).
+``s`` exactly as ``process(s, p, ts)`` does (``tests/unit/test_nfs.py`` checks it for every NF).
 Time, where an NF needs it, is the sequencer's timestamp ``ts``, never a local clock.
 
 ``work`` stands for the expensive, stateless part of an NF (the paper's per-packet cost

@@ -79,6 +79,8 @@ def parse(frame: bytes, offset: int = 0) -> Packet:
         sport, dport = _PORTS.unpack_from(frame, l4)
         tcp_seq, tcp_ack, off_flags = _TCP_SEQ_ACK_OFF.unpack_from(frame, l4 + 4)
         flags = off_flags & 0x1FF
+        if off_flags >> 12 < 5:
+            raise MalformedFrame("bad_tcp", f"data offset {off_flags >> 12}")
         payload = l4 + (off_flags >> 12) * 4
     elif proto == PROTO_UDP:
         if l4 + 8 > end:

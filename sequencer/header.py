@@ -56,7 +56,7 @@ FLAG_STOP = 0x01  # end of run: fast-forward the history, write results, exit
 #: address of no interface, so a kernel that sees the frame drops it as "other host".
 DUMMY_DST_MAC = "02:53:43:52:ff:fe"
 _SLOT_MAC_PREFIX = "02:53:43:52:00:"
-MAX_SLOTS = 256
+MAX_CORES = 255  # the header's number-of-cores field is one byte
 
 ETH_HEADER = struct.Struct("!6s6sH")
 #: magic, version, flags, count, record size, slot, number of cores, seq, timestamp (ns)
@@ -89,8 +89,8 @@ class ScrHeader(NamedTuple):
 
 def slot_mac(slot: int) -> str:
     """The dummy source MAC that steers a frame to core ``slot``."""
-    if not 0 <= slot < MAX_SLOTS:
-        raise ValueError(f"slot {slot} outside 0..{MAX_SLOTS - 1}")
+    if not 0 <= slot < MAX_CORES:
+        raise ValueError(f"slot {slot} outside 0..{MAX_CORES - 1}")
     return f"{_SLOT_MAC_PREFIX}{slot:02x}"
 
 
@@ -184,6 +184,7 @@ class SCR(Packet):
             [],
             StrLenField("record", b"", length_from=lambda pkt: pkt.record_size),
             count_from=lambda pkt: pkt.count,
+            max_count=MAX_CORES,  # Scapy's default cap (100) is below what the format allows
         ),
     ]
 

@@ -49,7 +49,6 @@ from sequencer.dataplane import (
     write_json,
 )
 
-
 MALFORMED_SAMPLES = 5
 
 
@@ -57,8 +56,8 @@ class Sequencer:
     """The shim's logic without sockets: frames in, SCR frames out (unit-testable)."""
 
     def __init__(self, nf: NetworkFunction, n_cores: int):
-        if not 1 <= n_cores <= h.MAX_SLOTS:
-            raise ValueError(f"cores must be in 1..{h.MAX_SLOTS}")
+        if not 1 <= n_cores <= h.MAX_CORES:
+            raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
         self.nf = nf
         self.n_cores = n_cores
         self.next_seq = 0

@@ -1,0 +1,63 @@
+"""Fixtures of the emulation tests: real Mininet networks, real OVS, the real controller.
+
+These tests need root and a running Open vSwitch (``make test`` starts it); without them
+every test errors with the preflight's one-line message rather than passing vacuously.
+``leftovers()`` lists what a run could have left behind: interfaces, bridges, processes
+of the testbed and Mininet host shells. It only looks; it ends nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from experiments.preflight import check_environment
+from experiments.traffic import TraceSpec, make_trace, write_pcap
+from topologies.scr_topo import SWITCH
+
+TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experiments.generator",
+                   "controller.launcher", "experiments/skew_sweep.py")
+
+
+def leftovers() -> dict[str, list[str]]:
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    interfaces = [line.split(": ")[1].split("@")[0] for line in links.splitlines()
+                  if f"{SWITCH}-eth" in line]
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                             text=True).stdout.split()
+    processes = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(m in cmdline for m in TESTBED_MODULES) or "mininet:" in cmdline:
+            processes.append(f"{pid}: {cmdline.strip()}")
+    return {k: v for k, v in
+            {"interfaces": interfaces, "bridges": bridges, "processes": processes}.items() if v}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment():
+    check_environment()  # a clear one-line error if not root, OVS down, or a bridge is left
+    yield
+    assert leftovers() == {}, "the emulation tests left testbed parts behind"
+
+
+@pytest.fixture(scope="session")
+def trace_frames() -> list[bytes]:
+    """A small skewed trace with DDoS sources and knockers (good and bad)."""
+    return make_trace(TraceSpec(packets=1200, flows=40, skew=1.2, attackers=2,
+                                attack_share=0.1, knockers=3, seed=7))
+
+
+@pytest.fixture(scope="session")
+def trace_path(tmp_path_factory, trace_frames) -> Path:
+    path = tmp_path_factory.mktemp("trace") / "trace.pcap"
+    write_pcap(path, trace_frames)
+    return path

@@ -1,0 +1,72 @@
+"""After every run, passing, failing or interrupted with Ctrl-C, nothing of the testbed is
+left: no interfaces, no bridge, no testbed process, no Mininet host shell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.results import REPO_ROOT
+from experiments.trial import Testbed, TrialConfig, TrialError, run_trial
+from tests.emulation.conftest import leftovers
+from topologies.scr_topo import SWITCH
+
+
+def test_nothing_left_after_a_passing_trial(tmp_path, trace_path):
+    run_trial(TrialConfig(nf="ddos", cores=2, rate_pps=1500), trace_path, tmp_path)
+    assert leftovers() == {}
+
+
+def test_nothing_left_after_an_error_inside_the_network(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"), Testbed(TrialConfig(cores=4), tmp_path):
+        assert SWITCH in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                        text=True).stdout
+        raise RuntimeError("boom")
+    assert leftovers() == {}
+
+
+def test_nothing_left_after_a_failing_trial(tmp_path):
+    with pytest.raises(TrialError, match="generator"):
+        run_trial(TrialConfig(cores=2), tmp_path / "no-such-trace.pcap", tmp_path)
+    assert leftovers() == {}
+
+
+def test_nothing_left_after_ctrl_c_in_a_sweep(tmp_path):
+    sweep = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "experiments" / "skew_sweep.py"), "--quick",
+         "--results-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # like a terminal: SIGINT goes to this process alone
+    )
+    try:
+        # Interrupt during the second trial, with its network up.
+        printed = []
+        for line in sweep.stdout:
+            printed.append(line)
+            if line.startswith("[2/"):
+                break
+        deadline = time.monotonic() + 30
+        while SWITCH not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                           text=True).stdout:
+            assert time.monotonic() < deadline, "the second trial's network never came up"
+            time.sleep(0.1)
+        os.kill(sweep.pid, signal.SIGINT)
+        output = "".join(printed) + sweep.communicate(timeout=60)[0]
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode == 130, output
+    assert "interrupted" in output
+    assert leftovers() == {}
+    # Every trial reported finished before the interrupt is kept in results.csv.
+    finished = output.count("equivalent:")
+    assert finished >= 1
+    results = list(Path(tmp_path, "skew_sweep").glob("*/results.csv"))
+    assert len(results) == 1 and len(results[0].read_text().splitlines()) == 1 + finished
