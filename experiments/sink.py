@@ -18,12 +18,10 @@ from pathlib import Path
 
 from nfs.packet import parse
 from sequencer.dataplane import (
-    StopRequested,
     announce_ready,
     cpu_seconds,
-    ignore_stop_signals,
     open_socket,
-    raise_on_stop_signals,
+    run_until_stopped,
     write_json,
 )
 from sequencer.header import ETH_P_IP, MalformedFrame
@@ -71,17 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iface", required=True, help="interface to receive on")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
-    raise_on_stop_signals()
     frames: list[bytes] = []
     times = [0, 0]
-    try:
-        receive(args.iface, frames, times)
-    except StopRequested:
-        pass
-    finally:
-        ignore_stop_signals()
-        write_json(args.out / "sink.json", summarize(frames, times))
-    return 0
+    return run_until_stopped(lambda: receive(args.iface, frames, times),
+                             lambda: write_json(args.out / "sink.json", summarize(frames, times)))
 
 
 if __name__ == "__main__":

@@ -40,12 +40,10 @@ from nfs.base import PASS, NetworkFunction, spin
 from nfs.packet import parse
 from sequencer import header as h
 from sequencer.dataplane import (
-    StopRequested,
     announce_ready,
     cpu_seconds,
-    ignore_stop_signals,
     open_socket,
-    raise_on_stop_signals,
+    run_until_stopped,
     write_json,
 )
 
@@ -179,16 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.core < args.cores:
         parser.error(f"--core must be in 0..{args.cores - 1}")
-    raise_on_stop_signals()
     replica = Replica(make_nf(args.nf, **json.loads(args.nf_params)), args.core, args.cores)
-    try:
-        run(replica, args.iface)
-    except StopRequested:
-        pass
-    finally:
-        ignore_stop_signals()
-        replica.write_results(args.out)
-    return 0
+    return run_until_stopped(lambda: run(replica, args.iface),
+                             lambda: replica.write_results(args.out))
 
 
 if __name__ == "__main__":

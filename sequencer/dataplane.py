@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 ETH_P_ALL = 0x0003
@@ -50,6 +51,23 @@ def ignore_stop_signals() -> None:
     """Make SIGTERM/SIGINT harmless (while results are being written)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_until_stopped(loop: Callable[[], None], finish: Callable[[], None]) -> int:
+    """Run ``loop()`` until it returns or a stop signal arrives, then ``finish()``.
+
+    ``finish`` (writing the results) runs with stop signals ignored, so that a second
+    SIGTERM cannot cut a results file in half. Returns the exit status, 0.
+    """
+    raise_on_stop_signals()
+    try:
+        loop()
+    except StopRequested:
+        pass
+    finally:
+        ignore_stop_signals()
+        finish()
+    return 0
 
 
 def open_socket(iface: str, ethertype: int | None) -> socket.socket:

@@ -40,12 +40,10 @@ from nfs.packet import parse
 from sequencer import header as h
 from sequencer.dataplane import (
     ETH_P_ALL,
-    StopRequested,
     announce_ready,
     cpu_seconds,
-    ignore_stop_signals,
     open_socket,
-    raise_on_stop_signals,
+    run_until_stopped,
     write_json,
 )
 
@@ -140,8 +138,6 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
                 send(out)
             except OSError:
                 stats["tx_errors"] += 1
-    except StopRequested:
-        pass
     finally:
         rx.close()
         tx.close()
@@ -175,17 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nf-params", default="{}", help="NF parameters as JSON")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
-    raise_on_stop_signals()
     seq = Sequencer(make_nf(args.nf, **json.loads(args.nf_params)), args.cores)
     stats: Counter = Counter()
-    try:
-        run(seq, args.in_iface, args.out_iface, stats)
-    except StopRequested:
-        pass
-    finally:
-        ignore_stop_signals()
-        write_results(seq, stats, args.out)
-    return 0
+    return run_until_stopped(lambda: run(seq, args.in_iface, args.out_iface, stats),
+                             lambda: write_results(seq, stats, args.out))
 
 
 if __name__ == "__main__":
