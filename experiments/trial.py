@@ -192,8 +192,9 @@ def ovs_pid() -> int | None:
 
 
 class Testbed:
-    __test__ = False  # not a pytest test class, despite its name
     """Steps 1-4 of a trial as a context manager; see the module docstring."""
+
+    __test__ = False  # not a pytest test class, despite its name
 
     def __init__(self, config: TrialConfig, out_dir: Path):
         self.config = config

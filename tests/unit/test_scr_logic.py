@@ -401,3 +401,34 @@ def test_gap_then_stop(frames):
     assert replica.stopped
     assert replica.applied == 9
     assert replica.stats["gap_records"] == 7  # seq 2..8
+
+
+# --- fast-forward accounting -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", CORES)
+@pytest.mark.parametrize("lost", [None, 5])
+def test_fast_forwarded_equals_the_updates_really_applied(n, lost, frames):
+    """``fast_forwarded`` is derived, not counted: it must still equal the ``update`` calls,
+    with a frame lost (a gap) and with a frame delivered twice (stale)."""
+    nf = nf_for("ddos")
+    seq = Sequencer(nf, n)
+    outputs = sequence_all(seq, frames[:40])
+    replicas = [Replica(nf_for("ddos"), core, n) for core in range(n)]
+    calls = [0] * n
+    for core, replica in enumerate(replicas):
+        def counting_update(state, fields, _update=replica.nf.update, _core=core):
+            calls[_core] += 1
+            _update(state, fields)
+        replica.nf.update = counting_update
+    for i, (slot, out) in enumerate(outputs):
+        if i != lost:
+            replicas[slot].handle(out)
+    replicas[outputs[3][0]].handle(outputs[3][1])  # delivered again: dropped as stale
+    for slot, stop in enumerate(seq.stop_frames(0)):
+        replicas[slot].handle(stop)
+    for core, replica in enumerate(replicas):
+        assert replica.fast_forwarded == calls[core]
+        assert replica.results()["stats"]["fast_forwarded"] == calls[core]
+    if lost is not None and n > 1:
+        assert replicas[lost % n].stats["gap_records"] > 0
