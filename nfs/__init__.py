@@ -1,16 +1,22 @@
 """Network functions, written once and run by every strategy; see ``nfs.base``.
 
-``make_nf(name, **params)`` builds one by its short name (``NF_CLASSES`` lists them).
+``make_nf(name, **params)`` builds one by its short name (``NF_CLASSES`` lists them, in the
+order of the paper's table: ddos, hh, tb, knock, conntrack).
 """
 
 from __future__ import annotations
 
 from nfs.base import NetworkFunction
+from nfs.conntrack import TcpConnectionTracker
 from nfs.ddos import DDoSMitigator
+from nfs.heavy_hitter import HeavyHitterDetector
 from nfs.port_knocking import PortKnockingFirewall
+from nfs.token_bucket import TokenBucketPolicer
 
 NF_CLASSES: dict[str, type[NetworkFunction]] = {
-    cls.name: cls for cls in (DDoSMitigator, PortKnockingFirewall)
+    cls.name: cls
+    for cls in (DDoSMitigator, HeavyHitterDetector, TokenBucketPolicer, PortKnockingFirewall,
+                TcpConnectionTracker)
 }
 
 

@@ -1,29 +1,45 @@
 """The network-function interface that every strategy runs unchanged.
 
-An NF is written once as four pieces:
+Every NF of the SCR paper keeps *per-key* state, so an NF is written once as a pure
+per-key transition that any store can host: SCR's private dict replica, the ``lock``
+strategy's shared-memory table (fixed-size packed keys and values), the ``shard`` strategy's
+per-core dicts, or an external store. Each NF defines:
 
-* ``record_format``/``record(pkt, ts)``: the state-relevant fields of a packet, packed into a
-  fixed-size history record by the sequencer;
-* ``update(state, fields)``: the cheap state transition, all a replica needs to fast-forward
-  over another core's packet;
-* ``process(state, pkt, ts) -> verdict``: the full sequential NF: it applies the same
-  transition as ``update`` and decides the packet's fate;
-* ``new_state()`` and ``state_to_json(state)``: a fresh state and its canonical JSON form,
-  used to compare replicas with the sequential reference.
+* ``record_format``/``record(pkt, ts)``: the state-relevant fields of a packet (the history
+  record the sequencer packs), including the sequencer's timestamp where the NF needs time;
+* ``key(fields)``: the state key those fields touch, a tuple in ``key_format`` order;
+* ``step(value, fields)``: that key's new value, a tuple in ``value_format`` order, or None
+  for "absent" (never created, or deleted);
+* ``verdict(old, new, fields)``: ``PASS`` or ``DROP`` for the packet, from the key's value
+  before and after its transition;
+* ``key_to_json``/``value_to_json``: the canonical JSON form used to compare replicas;
+* ``shard_fields``: the OpenFlow fields an RSS hash must cover so that every packet of one
+  key lands on one core.
 
-The contract that makes SCR exact is ``update(s, unpack_record(pack_record(p, ts)))`` leaving
-``s`` exactly as ``process(s, p, ts)`` does (``tests/unit/test_nfs.py`` checks it for every NF).
-Time, where an NF needs it, is the sequencer's timestamp ``ts``, never a local clock.
+The base class builds the rest on top, for a state that is a dict of key -> value tuple:
+``apply`` (``step`` plus the state-transition cost), ``update`` (the fast-forward over one
+history record), ``process`` (transition and verdict) and ``state_to_json``. Hence
+``update(s, unpack_record(pack_record(p, ts)))`` leaves ``s`` exactly as ``process(s, p, ts)``
+does, by construction (``tests/unit/test_nfs.py`` still checks it for every NF).
 
-``work`` stands for the expensive, stateless part of an NF (the paper's per-packet cost
-``t``): ``spin(work)`` burns that many rounds of integer arithmetic after ``process``. It
-is not replicated: only the core that owns a packet pays it.
+Costs: ``work`` stands for the expensive, stateless part of an NF (the paper's per-packet
+cost ``t``): the worker pays ``spin(work)`` once per packet it owns, never in ``process`` or
+``update``. ``state_work`` is the cost of one state transition (the paper's ``c``): it is
+paid inside ``apply``, i.e. on *every* transition, so SCR pays it once per history record
+and a locking strategy pays it inside its critical section.
+
+Caveats: ``step`` and ``verdict`` must be deterministic functions of their arguments (no
+clocks, no randomness, integers only) or replicas diverge. ``update`` and ``process`` inline
+``apply`` to save a call on the hot path: a subclass that overrides ``apply`` must override
+them too.
 """
 
 from __future__ import annotations
 
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from nfs.packet import Packet
@@ -41,43 +57,108 @@ def spin(rounds: int, seed: int = 1) -> int:
     return x
 
 
+def int_param(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an int in ``minimum..maximum``, else a one-line ValueError naming ``name``.
+
+    Integral floats (``100.0`` from JSON) are accepted; bools and fractions are not, since
+    the NFs compute with integers only.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be {bound}, not {value}")
+    return value
+
+
 class NetworkFunction(ABC):
-    """Base class of the NFs; subclasses set ``name`` and ``record_format``."""
+    """Base class of the NFs; subclasses set the ClassVars and the abstract methods."""
 
     name: ClassVar[str]
     record_format: ClassVar[struct.Struct]
+    key_format: ClassVar[struct.Struct]
+    value_format: ClassVar[struct.Struct]
+    shard_fields: ClassVar[tuple[str, ...]]
 
-    def __init__(self, work: int = 0):
-        if work < 0:
-            raise ValueError("work must be >= 0")
-        self.work = work
+    def __init__(self, work: int = 0, state_work: int = 0):
+        self.work = int_param("work", work)
+        self.state_work = int_param("state_work", state_work)
 
     # --- what each NF defines ----------------------------------------------------------
     @abstractmethod
-    def new_state(self) -> Any:
-        """A fresh, empty state."""
-
-    @abstractmethod
     def record(self, pkt: Packet, ts: int) -> tuple:
-        """The fields of ``pkt`` that ``update`` needs, in ``record_format`` order."""
+        """The fields of ``pkt`` the transition needs, in ``record_format`` order."""
 
     @abstractmethod
-    def update(self, state: Any, fields: tuple) -> None:
-        """Apply one history record to ``state`` (the fast-forward step)."""
+    def key(self, fields: tuple) -> tuple:
+        """The state key that the record ``fields`` touches, in ``key_format`` order."""
 
     @abstractmethod
-    def process(self, state: Any, pkt: Packet, ts: int) -> int:
-        """Run the NF on ``pkt``: update ``state`` and return ``PASS`` or ``DROP``."""
+    def step(self, value: tuple | None, fields: tuple) -> tuple | None:
+        """The key's new value after ``fields`` (None: absent), from its ``value``."""
 
     @abstractmethod
-    def state_to_json(self, state: Any) -> Any:
-        """``state`` as canonical JSON data (sorted, string keys) for comparison."""
+    def verdict(self, old: tuple | None, new: tuple | None, fields: tuple) -> int:
+        """``PASS`` or ``DROP`` for the packet whose transition took ``old`` to ``new``."""
+
+    @abstractmethod
+    def key_to_json(self, key: tuple) -> str:
+        """``key`` as a string, unique per key."""
+
+    @abstractmethod
+    def value_to_json(self, value: tuple) -> Any:
+        """``value`` as JSON data."""
 
     def params(self) -> dict:
-        """The NF's parameters, for results' config files."""
-        return {"work": self.work}
+        """The NF's parameters, for results' config files; ``make_nf(name, **params())``
+        rebuilds the same NF."""
+        return {"work": self.work, "state_work": self.state_work}
 
-    # --- shared helpers ----------------------------------------------------------------
+    # --- generic, built on the above -----------------------------------------------------
+    def apply(self, value: tuple | None, fields: tuple) -> tuple | None:
+        """One state transition, with its cost: what every store runs per record."""
+        new = self.step(value, fields)
+        if self.state_work:
+            spin(self.state_work)
+        return new
+
+    def new_state(self) -> dict[tuple, tuple]:
+        """A fresh, empty state: key tuple -> value tuple."""
+        return {}
+
+    def update(self, state: dict, fields: tuple) -> None:
+        """Apply one history record to ``state`` (the fast-forward step)."""
+        key = self.key(fields)
+        new = self.step(state.get(key), fields)  # apply(), inlined: this is the hot path
+        if self.state_work:
+            spin(self.state_work)
+        if new is None:
+            state.pop(key, None)
+        else:
+            state[key] = new
+
+    def process(self, state: dict, pkt: Packet, ts: int) -> int:
+        """Run the NF on ``pkt``: update ``state`` and return ``PASS`` or ``DROP``."""
+        fields = self.record(pkt, ts)
+        key = self.key(fields)
+        old = state.get(key)
+        new = self.step(old, fields)
+        if self.state_work:
+            spin(self.state_work)
+        if new is None:
+            state.pop(key, None)
+        else:
+            state[key] = new
+        return self.verdict(old, new, fields)
+
+    def state_to_json(self, state: Mapping) -> dict:
+        """``state`` (any mapping of key -> value tuples) as canonical JSON data: string
+        keys, sorted by that string."""
+        items = sorted(((self.key_to_json(k), v) for k, v in state.items()), key=itemgetter(0))
+        return {k: self.value_to_json(v) for k, v in items}
+
+    # --- packing, for history records and fixed-size shared tables -----------------------
     @property
     def record_size(self) -> int:
         return self.record_format.size
@@ -87,3 +168,15 @@ class NetworkFunction(ABC):
 
     def unpack_record(self, data: bytes) -> tuple:
         return self.record_format.unpack(data)
+
+    def pack_key(self, key: tuple) -> bytes:
+        return self.key_format.pack(*key)
+
+    def unpack_key(self, data: bytes) -> tuple:
+        return self.key_format.unpack(data)
+
+    def pack_value(self, value: tuple) -> bytes:
+        return self.value_format.pack(*value)
+
+    def unpack_value(self, data: bytes) -> tuple:
+        return self.value_format.unpack(data)

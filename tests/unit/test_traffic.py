@@ -2,9 +2,11 @@
 
 ``make_trace`` must be deterministic for a seed, number its frames by index, mix in the
 attackers and knockers the spec asks for (good knockers knocking in order, bad ones not),
-and follow the Zipf shares of ``flow_shares``. ``write_pcap``/``read_pcap`` must round-trip,
-write files Scapy reads byte for byte, and reject missing, foreign and truncated files with
-a ``TraceError`` that says what is wrong.
+follow the Zipf shares of ``flow_shares``, open every TCP connection with SYN and close it
+with FIN, number each connection's bytes consistently, and put in exactly
+``bad_seq_share`` of out-of-window segments, which leave the connection's numbering alone.
+``write_pcap``/``read_pcap`` must round-trip, write files Scapy reads byte for byte, and
+reject missing, foreign and truncated files with a ``TraceError`` that says what is wrong.
 """
 
 from __future__ import annotations
@@ -53,7 +55,50 @@ def test_length_and_frame_size(trace):
 
 def test_trace_ids_are_indexes(parsed):
     assert [p.trace_id for p in parsed] == list(range(SPEC.packets))
-    assert [p.tcp_seq for p in parsed] == list(range(SPEC.packets))
+
+
+def connections(parsed) -> dict[tuple[int, int], list]:
+    """The trace's TCP connections, by (source, destination port), packets in order."""
+    by_conn: dict[tuple[int, int], list] = {}
+    for p in parsed:
+        by_conn.setdefault((p.src, p.dport), []).append(p)
+    return by_conn
+
+
+def bad_segments(parsed) -> list:
+    """Segments that do not start where their connection's previous good one ended."""
+    bad = []
+    for packets in connections(parsed).values():
+        expected = None
+        for p in packets:
+            if expected is not None and p.tcp_seq != expected:
+                assert (p.tcp_seq - expected) % t.SEQ_SPACE >= 1 << 20, "in window"
+                bad.append(p)
+                continue
+            segment = t.payload_length(SPEC.frame_size) + bool(p.tcp_flags & (TCP_SYN | TCP_FIN))
+            expected = (p.tcp_seq + segment) % t.SEQ_SPACE
+    return bad
+
+
+def test_sequence_numbers_per_connection(parsed):
+    assert t.payload_length(64) == 10
+    assert all(p.length - 40 == t.payload_length(SPEC.frame_size) for p in parsed)
+    bad = bad_segments(parsed)
+    middle = sum(max(0, len(ps) - 2) for ps in connections(parsed).values())
+    assert len(bad) == int(middle * SPEC.bad_seq_share) > 0
+    assert all(p.tcp_flags == TCP_ACK for p in bad)  # never a connection's first or last
+    isns = {ps[0].tcp_seq for ps in connections(parsed).values()}
+    assert len(isns) == len(connections(parsed))  # random ISNs, not all alike
+
+
+def test_bad_segments_only_change_sequence_numbers():
+    spec = t.TraceSpec(packets=2_000, flows=20, bad_seq_share=0.2, seed=3)
+    bad = [parse(frame) for frame in t.make_trace(spec)]
+    clean = [parse(frame) for frame in t.make_trace(t.TraceSpec(**{**spec.to_json(),
+                                                                   "bad_seq_share": 0}))]
+    assert [p._replace(tcp_seq=0) for p in bad] == [p._replace(tcp_seq=0) for p in clean]
+    assert bad_segments(clean) == []
+    assert sum(a.tcp_seq != b.tcp_seq for a, b in zip(bad, clean, strict=True)) > 0
 
 
 def test_all_tcp_to_the_server(parsed):
@@ -118,16 +163,23 @@ def test_knockers_in_order_for_many_seeds():
 
 
 def test_tcp_flags_syn_first_fin_last(parsed):
-    by_src: dict[int, list[int]] = {}
-    for p in parsed:
-        by_src.setdefault(p.src, []).append(p.tcp_flags)
-    for src, flags in by_src.items():
+    for (src, dport), packets in connections(parsed).items():
+        flags = [p.tcp_flags for p in packets]
+        where = f"{int_to_ip(src)} -> {dport}"
         if len(flags) == 1:
-            assert flags == [TCP_SYN], int_to_ip(src)
+            assert flags == [TCP_SYN], where
             continue
-        assert flags[0] == TCP_SYN, int_to_ip(src)
-        assert flags[-1] == TCP_FIN | TCP_ACK, int_to_ip(src)
-        assert set(flags[1:-1]) <= {TCP_ACK}, int_to_ip(src)
+        assert flags[0] == TCP_SYN, where
+        assert flags[-1] == TCP_FIN | TCP_ACK, where
+        assert set(flags[1:-1]) <= {TCP_ACK}, where
+    assert len({p.sport for p in parsed if p.src == t.KNOCK_NET}) == 1  # one port per source
+
+
+def test_knocks_are_lone_syns(parsed):
+    for k in range(2 * SPEC.knockers):
+        packets = [p for p in parsed if p.src == t.KNOCK_NET + k]
+        assert [p.tcp_flags for p in packets[:3]] == [TCP_SYN] * 3
+        assert [p.tcp_flags for p in packets[3:]] == [TCP_SYN, TCP_FIN | TCP_ACK]
 
 
 def test_background_follows_flow_shares():
@@ -181,6 +233,7 @@ def test_top_share_grows_with_skew():
         {"attack_share": -0.1}, {"frame_size": 59}, {"frame_size": 1515},
         {"packets": 56, "knockers": 4},  # knock packets fill the whole trace
         {"packets": 100, "knockers": 1, "attack_share": 0.9, "attackers": 1},  # with attacks
+        {"bad_seq_share": -0.01}, {"bad_seq_share": 1.0},
     ],
 )
 def test_trace_spec_validation(kwargs):
