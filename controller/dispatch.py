@@ -1,30 +1,54 @@
-"""The dispatch app: installs the sequencer node's pipeline on the switch.
+"""The dispatch app: installs the sequencer node's pipeline on the switch, per mode.
 
-For the ``scr`` mode, with the ports of ``topologies.scr_topo.PortPlan``:
+Every mode sends the generator's traffic through the shim; they differ in how the shim's
+output reaches the cores. With the ports of ``topologies.scr_topo.PortPlan``:
 
 =========  ============================================  ==========================
 priority   match                                         action
 =========  ============================================  ==========================
 100        in_port=gen                                   output:shim ingress
-100        in_port=shim egress, eth_type=SCR,            output:core i
-           eth_src=slot MAC of i       (one per core)
+100        ``scr``, ``lock``, ``single``: in_port=shim   output:core i
+           egress, eth_type=SCR, eth_src=slot MAC of i
+           (one per core)
+100        ``shard``: in_port=shim egress,               group:1 (select, one
+           eth_type=IPv4                                 bucket per core)
 100        in_port=core i, eth_type=IPv4 (one per core)  output:sink
 0          anything else                                 drop (counted)
 =========  ============================================  ==========================
 
-OVS has no per-packet round-robin (select groups hash), so the shim writes the slot into
-the dummy Ethernet source MAC and one exact-match rule per slot does the spraying, as the
-paper's artifact steers NIC queues by that MAC. Everything from the generator goes to the
-shim, malformed frames too: the shim counts them.
+* ``scr``, ``lock`` and ``single`` share one pipeline. OVS has no per-packet round-robin
+  (select groups hash), so the shim writes the slot into the dummy Ethernet source MAC and
+  one exact-match rule per slot does the spraying, as the paper's artifact steers NIC
+  queues by that MAC. ``lock`` is the same spray with an empty history, ``single`` the
+  same with one core.
+* ``shard`` is RSS: the shim sends the original IPv4 frame (a trailer after the IP packet
+  keeps Ethernet/IPv4/TCP parseable) and a select group hashes the plan's
+  ``shard_fields`` to pick the core. The hash fields are set with OVS's extension
+  property ``selection_method=hash,fields(...)`` (Netronome experimenter 0x154d, see
+  OVS's ``Documentation/group-selection-method-property.txt``), which exists only in
+  OpenFlow 1.5 group mods; os-ken has no class for it, so :func:`selection_method_property`
+  builds its bytes. The switch must offer OpenFlow 1.5 for this mode; the app logs an
+  error and installs nothing if it only speaks 1.3.
 
+Everything from the generator goes to the shim, malformed frames too: the shim counts them.
 Every rule carries ``COOKIE`` so tests and the trial runner can find them with
-``ovs-ofctl dump-flows s1 cookie=0x5c5/-1``. The pipeline (ports, number of cores, mode)
-comes from the JSON file named by ``--scr-pipeline``.
+``ovs-ofctl dump-flows s1 cookie=0x5c5/-1`` (any OpenFlow version); the group is not a
+flow, ``ovs-ofctl -O OpenFlow15 dump-groups s1`` shows it (:func:`expected_groups`).
+The pipeline (ports, number of cores, mode, shard fields) comes from the JSON file named
+by ``--scr-pipeline``; :func:`check_plan` rejects a bad one with a one-line ValueError
+when the app starts (``shard_fields`` is ignored by the other modes).
+
+Caveats: OVS computes ``hash`` selection in its slow path and un-wildcards the hashed
+fields in the datapath flow, so every new source costs an upcall; fine at testbed rates.
+A hash field whose prerequisites a packet lacks (a TCP port of a UDP packet) is skipped
+for that packet, as OVS does.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+from dataclasses import dataclass, field
 
 from controller.compat import (
     CONFIG_DISPATCHER,
@@ -33,6 +57,8 @@ from controller.compat import (
     cfg,
     ofp_event,
     ofproto_v1_3,
+    ofproto_v1_5,
+    ofproto_v1_5_parser,
     set_ev_cls,
 )
 from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac
@@ -40,22 +66,230 @@ from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100
 PRIORITY_DROP = 0
-MODES = ("scr",)
+MODES = ("scr", "lock", "shard", "single")
+SLOT_MODES = ("scr", "lock", "single")  # the modes that spray by slot MAC
+SHARD_GROUP_ID = 1
+
+# OVS's selection-method group property (openflow/netronome-ext.h).
+OFPGPT15_EXPERIMENTER = 0xFFFF
+NTR_VENDOR_ID = 0x0000154D
+NTRT_SELECTION_METHOD = 1
+NTR_MAX_SELECTION_METHOD_LEN = 16
+SELECTION_METHODS = ("hash", "dp_hash")
+_NTR_PROP = struct.Struct("!HHIII16sQ")  # type, length, experimenter, exp_type, pad, method, param
+OFPXMC_OPENFLOW_BASIC = 0x8000
+
+# Hash fields a plan may name, by the name ``ovs-ofctl dump-groups`` prints, with their
+# OpenFlow-basic OXM field number and width in bytes (OpenFlow 1.5 spec, table 12).
+SHARD_FIELDS: dict[str, tuple[int, int]] = {
+    "eth_dst": (3, 6),
+    "eth_src": (4, 6),
+    "nw_proto": (10, 1),
+    "ip_src": (11, 4),
+    "ip_dst": (12, 4),
+    "tcp_src": (13, 2),
+    "tcp_dst": (14, 2),
+    "udp_src": (15, 2),
+    "udp_dst": (16, 2),
+}
 
 cfg.CONF.register_cli_opts(
     [cfg.StrOpt("scr-pipeline", default=None, help="JSON file describing the SCR pipeline")]
 )
 
 
-def expected_flow_count(pipeline: dict) -> int:
-    """How many rules ``install_pipeline`` puts on the switch for ``pipeline``."""
-    return 1 + 2 * pipeline["n_cores"] + 1
+# --- the pipeline as data (no switch needed) --------------------------------------------
+
+
+@dataclass
+class Rule:
+    """One flow rule: ``match`` (OFPMatch keyword arguments) -> output port, group or drop."""
+
+    priority: int
+    match: dict = field(default_factory=dict)
+    out_port: int | None = None
+    group_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SelectGroup:
+    """A select group: one bucket per port, buckets picked by ``method`` over ``fields``."""
+
+    group_id: int
+    ports: tuple[int, ...]
+    method: str = "hash"
+    fields: tuple[str, ...] = ()
+
+
+def plan_mode(plan: dict) -> str:
+    return plan.get("mode", "scr")
+
+
+def check_plan(plan: dict) -> None:
+    """Raise a one-line ValueError if ``plan`` cannot be installed."""
+    mode = plan_mode(plan)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    missing = [k for k in ("gen_port", "shim_in_port", "shim_out_port", "sink_port",
+                           "core_ports") if k not in plan]
+    if missing:
+        raise ValueError(f"pipeline plan lacks {', '.join(missing)}")
+    if not plan["core_ports"]:
+        raise ValueError("pipeline plan has no core ports")
+    if mode == "shard":
+        fields = plan.get("shard_fields")
+        if not isinstance(fields, list) or not fields:
+            raise ValueError("mode 'shard' needs a non-empty list 'shard_fields'")
+        unknown = [f for f in fields if f not in SHARD_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown shard field(s) {', '.join(map(repr, unknown))}; "
+                             f"expected some of {', '.join(SHARD_FIELDS)}")
+        if len(set(fields)) != len(fields):
+            raise ValueError(f"repeated shard field in {fields}")
+
+
+def select_group(plan: dict) -> SelectGroup | None:
+    """The select group of ``plan`` (shard mode), or None."""
+    check_plan(plan)
+    if plan_mode(plan) != "shard":
+        return None
+    return SelectGroup(SHARD_GROUP_ID, tuple(plan["core_ports"]), "hash",
+                       tuple(plan["shard_fields"]))
+
+
+def pipeline_rules(plan: dict) -> list[Rule]:
+    """The flow rules of ``plan``, in the order they are installed."""
+    check_plan(plan)
+    shim_out = plan["shim_out_port"]
+    rules = [Rule(PRIORITY_PIPELINE, {"in_port": plan["gen_port"]}, plan["shim_in_port"])]
+    # One rule per slot in every mode: in shard mode only the end-of-run STOP frames use
+    # them (the shim sends one to each core), data frames go through the select group.
+    rules += [
+        Rule(PRIORITY_PIPELINE,
+             {"in_port": shim_out, "eth_type": ETH_P_SCR, "eth_src": slot_mac(core)}, port)
+        for core, port in enumerate(plan["core_ports"])
+    ]
+    if plan_mode(plan) not in SLOT_MODES:
+        rules.append(Rule(PRIORITY_PIPELINE, {"in_port": shim_out, "eth_type": ETH_P_IP},
+                          group_id=SHARD_GROUP_ID))
+    rules += [Rule(PRIORITY_PIPELINE, {"in_port": port, "eth_type": ETH_P_IP}, plan["sink_port"])
+              for port in plan["core_ports"]]
+    rules.append(Rule(PRIORITY_DROP))
+    return rules
+
+
+def expected_flow_count(plan: dict) -> int:
+    """How many rules (with ``COOKIE``) ``install_pipeline`` puts on the switch for ``plan``."""
+    return len(pipeline_rules(plan))
+
+
+def expected_groups(plan: dict) -> int:
+    """How many groups ``install_pipeline`` puts on the switch for ``plan`` (0 or 1)."""
+    return 0 if select_group(plan) is None else 1
+
+
+def oxm_field_array(fields) -> bytes:
+    """OXM TLVs naming ``fields`` for the selection-method property.
+
+    As OVS's ``oxm_put_field_array`` writes them: has_mask is 0 and the value is the mask
+    applied to the packet field before hashing, here all ones (the whole field).
+    """
+    out = bytearray()
+    for name in fields:
+        try:
+            number, width = SHARD_FIELDS[name]
+        except KeyError:
+            raise ValueError(f"unknown shard field {name!r}") from None
+        out += struct.pack("!HBB", OFPXMC_OPENFLOW_BASIC, number << 1, width)
+        out += b"\xff" * width
+    return bytes(out)
+
+
+def selection_method_property(method: str, fields=(), param: int = 0) -> bytes:
+    """The bytes of OVS's ``ntr_group_prop_selection_method`` group property.
+
+    Layout (big endian): type 0xffff, length (without padding), experimenter 0x154d,
+    exp_type 1, 4 pad bytes, the method as a NUL-padded 16-byte string, a 64-bit
+    parameter, the OXM field array, zero padding to a multiple of 8.
+    """
+    if method not in SELECTION_METHODS:
+        raise ValueError(f"unknown selection method {method!r}")
+    if fields and method != "hash":
+        raise ValueError(f"selection method {method!r} takes no fields")
+    if not 0 <= param < 1 << 64:
+        raise ValueError("selection method parameter must fit in 64 bits")
+    oxm = oxm_field_array(fields)
+    length = _NTR_PROP.size + len(oxm)
+    body = _NTR_PROP.pack(OFPGPT15_EXPERIMENTER, length, NTR_VENDOR_ID, NTRT_SELECTION_METHOD,
+                          0, method.encode(), param) + oxm
+    return body + bytes(-length % 8)
+
+
+class SelectionMethodProp(ofproto_v1_5_parser.OFPGroupPropExperimenter):
+    """os-ken's experimenter group property carrying OVS's selection method.
+
+    os-ken's own class packs its data as 32-bit words after ``exp_type``; the NTR property
+    has OXM TLVs of any length there, so ``serialize`` writes the bytes itself.
+    """
+
+    def __init__(self, method: str, fields=(), param: int = 0):
+        super().__init__(type_=OFPGPT15_EXPERIMENTER, experimenter=NTR_VENDOR_ID,
+                         exp_type=NTRT_SELECTION_METHOD)
+        self.method = method
+        self.fields = tuple(fields)
+        self.param = param
+
+    def serialize(self) -> bytearray:
+        data = selection_method_property(self.method, self.fields, self.param)
+        self.length = struct.unpack_from("!H", data, 2)[0]
+        return bytearray(data)
+
+
+# --- OpenFlow messages ------------------------------------------------------------------
+
+
+def flow_mod(datapath, rule: Rule):
+    """The OFPFlowMod adding ``rule``, in the datapath's OpenFlow version."""
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    if rule.group_id is not None:
+        actions = [parser.OFPActionGroup(rule.group_id)]
+    elif rule.out_port is not None:
+        actions = [parser.OFPActionOutput(rule.out_port)]
+    else:
+        actions = []  # drop
+    instructions = [parser.OFPInstructionActions(ofproto.OFPIT_APPLY_ACTIONS, actions)]
+    return parser.OFPFlowMod(datapath=datapath, cookie=COOKIE, priority=rule.priority,
+                             match=parser.OFPMatch(**rule.match), instructions=instructions)
+
+
+def group_mods(datapath, group: SelectGroup) -> list:
+    """Delete-then-add OFPGroupMods for ``group`` (OpenFlow 1.5 datapaths only).
+
+    The delete makes a reconnecting switch, which still has the group, accept the add;
+    OVS also removes the flows that point at a deleted group, and they are re-added next.
+    """
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    if ofproto.OFP_VERSION < ofproto_v1_5.OFP_VERSION:
+        raise ValueError("a select group with a selection method needs OpenFlow 1.5")
+    buckets = [
+        parser.OFPBucket(bucket_id=i, actions=[parser.OFPActionOutput(port)],
+                         properties=[parser.OFPGroupBucketPropWeight(
+                             type_=ofproto.OFPGBPT_WEIGHT, weight=1)])
+        for i, port in enumerate(group.ports)
+    ]
+    return [
+        parser.OFPGroupMod(datapath, ofproto.OFPGC_DELETE, ofproto.OFPGT_SELECT, group.group_id),
+        parser.OFPGroupMod(datapath, ofproto.OFPGC_ADD, ofproto.OFPGT_SELECT, group.group_id,
+                           buckets=buckets,
+                           properties=[SelectionMethodProp(group.method, group.fields)]),
+    ]
 
 
 class DispatchApp(BaseApp):
     """Installs the dispatch pipeline when the switch connects."""
 
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    # The switch picks the highest version both offer: 1.5 on ScrTopo's switch.
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_5.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -64,15 +298,20 @@ class DispatchApp(BaseApp):
             raise ValueError("the dispatch app needs --scr-pipeline FILE")
         with open(path) as f:
             self.pipeline = json.load(f)
-        if self.pipeline.get("mode", "scr") not in MODES:
-            raise ValueError(f"unknown mode {self.pipeline.get('mode')!r}")
+        check_plan(self.pipeline)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features_handler(self, ev):
         datapath = ev.msg.datapath
-        self.install_pipeline(datapath)
-        self.logger.info("installed %d rules on datapath %016x",
-                         expected_flow_count(self.pipeline), datapath.id)
+        try:
+            self.install_pipeline(datapath)
+        except ValueError as err:
+            self.logger.error("cannot install the %s pipeline on datapath %016x: %s",
+                              plan_mode(self.pipeline), datapath.id, err)
+            return
+        self.logger.info("installed %d rules and %d groups on datapath %016x (OpenFlow 0x%x)",
+                         expected_flow_count(self.pipeline), expected_groups(self.pipeline),
+                         datapath.id, datapath.ofproto.OFP_VERSION)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_handler(self, ev):
@@ -80,29 +319,13 @@ class DispatchApp(BaseApp):
         self.logger.error("switch error: type=%d code=%d", msg.type, msg.code)
 
     def install_pipeline(self, datapath) -> None:
-        p = self.pipeline
-        parser = datapath.ofproto_parser
-        self.add_flow(datapath, PRIORITY_PIPELINE, parser.OFPMatch(in_port=p["gen_port"]),
-                      p["shim_in_port"])
-        for core, port in enumerate(p["core_ports"]):
-            self.add_flow(
-                datapath,
-                PRIORITY_PIPELINE,
-                parser.OFPMatch(in_port=p["shim_out_port"], eth_type=ETH_P_SCR,
-                                eth_src=slot_mac(core)),
-                port,
-            )
-            self.add_flow(datapath, PRIORITY_PIPELINE,
-                          parser.OFPMatch(in_port=port, eth_type=ETH_P_IP), p["sink_port"])
-        self.add_flow(datapath, PRIORITY_DROP, parser.OFPMatch(), None)
+        """Send the group (if any) and then the rules: a rule may only name an existing group.
 
-    @staticmethod
-    def add_flow(datapath, priority: int, match, out_port: int | None) -> None:
-        """One rule: ``match`` -> output to ``out_port`` (None: drop)."""
-        ofproto, parser = datapath.ofproto, datapath.ofproto_parser
-        actions = [] if out_port is None else [parser.OFPActionOutput(out_port)]
-        instructions = [parser.OFPInstructionActions(ofproto.OFPIT_APPLY_ACTIONS, actions)]
-        datapath.send_msg(
-            parser.OFPFlowMod(datapath=datapath, cookie=COOKIE, priority=priority,
-                              match=match, instructions=instructions)
-        )
+        Every message is built before the first is sent, so a ValueError leaves the switch
+        untouched.
+        """
+        group = select_group(self.pipeline)
+        messages = group_mods(datapath, group) if group else []
+        messages += [flow_mod(datapath, rule) for rule in pipeline_rules(self.pipeline)]
+        for msg in messages:
+            datapath.send_msg(msg)

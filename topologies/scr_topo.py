@@ -11,7 +11,8 @@
 
 * ``s1`` is the sequencer node's switch: an Open vSwitch bridge on the userspace datapath
   (these machines have no OVS kernel module), secure fail mode (no flows, no forwarding
-  until the controller says so), OpenFlow 1.3.
+  until the controller says so), OpenFlow 1.3 and 1.5: the controller speaks 1.5 (the
+  ``shard`` mode's select group needs it), ``ovs-ofctl -O OpenFlow13`` still works.
 * ``seq`` is the sequencer node's userspace half: the shim reads on ``seq-eth0`` and writes
   on ``seq-eth1``, two links so that OVS never has to send a frame back out of the port it
   came in on.
@@ -38,6 +39,7 @@ from mininet.topo import Topo
 SWITCH = "s1"
 GEN, SEQ, NF, SINK = "gen", "seq", "nf", "sink"
 MAX_CORES = 64
+PROTOCOLS = "OpenFlow13,OpenFlow15"
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class ScrTopo(Topo):
 
     def build(self, plan: PortPlan):  # noqa: D401 - Mininet's hook name
         switch = self.addSwitch(
-            SWITCH, cls=OVSSwitch, datapath="user", protocols="OpenFlow13", failMode="secure"
+            SWITCH, cls=OVSSwitch, datapath="user", protocols=PROTOCOLS, failMode="secure"
         )
         gen, seq, nf, sink = (self.addHost(name, cls=QuietHost) for name in (GEN, SEQ, NF, SINK))
         self.addLink(gen, switch, port1=0, port2=plan.gen_port)
