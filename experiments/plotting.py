@@ -1,86 +1,581 @@
-"""Plots drawn from a results folder's CSV, never from memory: any run can be redrawn.
+"""Paper-style plots and the SCR throughput model fit, drawn from a results folder's CSV.
 
-``python -m experiments.plotting RESULTS_DIR`` redraws every plot a folder supports.
-``plot_skew_sweep`` draws, for a skew sweep, the delivered rate against flow skew with one
-line per core count (left) and the loss (right); points whose sequential-equivalence check
-failed are marked with a red ×.
+Everything here reads ``RESULTS_DIR/results.csv`` (never in-memory results), so any run can
+be redrawn later with ``python -m experiments.plot RESULTS_DIR`` (``python -m
+experiments.plotting RESULTS_DIR`` delegates to it).
+
+- ``fit_model`` fits the paper's model ``MLFFR(n) = n / (t + (n-1) c)`` (t: time per packet
+  on one core, c: time per packet to fast-forward a replica over one other packet's history).
+- ``plot_cores`` draws Fig. 6 style throughput vs. cores, one figure per skew
+  (``cores_skew<s>.png``), with the fitted SCR model, and writes ``model_fit.csv``.
+- ``plot_skew`` draws throughput vs. flow skew at the largest core count (``skew.png``).
+- ``plot_run`` draws whatever the CSV supports; it is the entry point.
+
+Caveats:
+- Only faithful (``faithful`` not "False"), error-free SCR points measured in mode "mlffr"
+  with a positive rate enter the model fit: a delivered rate at one fixed offered rate says
+  nothing about capacity when nothing was lost, so fixed-mode data gets no model.
+- Unfaithful points (the generator, OVS, shim or sink was the bottleneck) are drawn hollow,
+  reached by faint dotted segments, and counted per bottleneck in the caption; an empty
+  ``faithful`` cell is not a flag. Points whose sequential-equivalence check failed get a
+  red ×. Rows with an ``error`` are skipped and counted in the caption.
+- Repeated rows for one (mode, NF, strategy, skew, cores) are averaged; the mean is faithful
+  only if every repeat was, and not equivalent if any repeat was not.
+- A CSV mixing modes gets one figure per mode (``cores_skew<s>_<mode>.png``,
+  ``skew_<mode>.png``): MLFFR and fixed-rate numbers never share an axis.
+- CSVs written before these columns existed still load: ``throughput_pps`` falls back to
+  ``delivered_pps``, a missing ``mode`` means "fixed", a missing ``faithful`` means not
+  flagged (those runs did not check the infrastructure).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections import defaultdict
+import csv
+import math
+import textwrap
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on a testbed machine
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from experiments.results import read_csv  # noqa: E402
 
-SKEW_PLOT = "skew_sweep.png"
+RESULTS_CSV = "results.csv"
+MODEL_FIT_CSV = "model_fit.csv"
+SKEW_PLOT = "skew.png"
+MODEL_FIT_COLUMNS = ["nf", "skew", "t_us", "c_us", "max_rel_error", "points"]
+FIT_STRATEGY = "scr"
+FIT_MODE = "mlffr"
+SINGLE = "single"
+Y_LABELS = {"mlffr": "MLFFR (pps)", "fixed": "delivered (pps)"}
+
+# Fixed colors and markers per strategy, so a strategy looks the same in every figure.
+# Red is kept for the "not sequentially equivalent" cross, so no strategy uses it.
+STYLES = {
+    "scr": ("tab:blue", "o"),
+    "lock": ("tab:orange", "s"),
+    "shard": ("tab:green", "^"),
+    "single": ("black", "D"),
+    "service": ("tab:purple", "v"),
+    "remote": ("tab:brown", "P"),
+}
+EXTRA_STYLES = [("tab:pink", "<"), ("tab:olive", ">"), ("tab:cyan", "h"), ("tab:gray", "*")]
 
 
-def plot_skew_sweep(run_dir: Path) -> Path:
-    """Draw ``skew_sweep.png`` from ``run_dir/results.csv``; return its path."""
-    run_dir = Path(run_dir)
-    rows = [r for r in read_csv(run_dir / "results.csv") if not r.get("error")]
-    if not rows:
-        raise ValueError(f"{run_dir / 'results.csv'} has no successful trials to plot")
-    series: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        series[int(row["cores"])].append(row)
-    fig, (ax_rate, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
-    for cores in sorted(series):
-        points = sorted(series[cores], key=lambda r: float(r["skew"]))
-        skews = [float(r["skew"]) for r in points]
-        line, = ax_rate.plot(skews, [float(r["delivered_pps"]) for r in points], marker="o",
-                             label=f"{cores} core{'s' if cores > 1 else ''}")
-        ax_loss.plot(skews, [100 * float(r["loss"]) for r in points], marker="o",
-                     color=line.get_color())
-        bad = [r for r in points if r["check_equivalent"] != "True"]
-        ax_rate.scatter([float(r["skew"]) for r in bad], [float(r["delivered_pps"]) for r in bad],
-                        marker="x", s=80, color="red", zorder=3)
-    nf = rows[0]["nf"]
-    offered = max(float(r["offered_pps"]) for r in rows)
-    ax_rate.axhline(offered, color="grey", linestyle=":", label="offered")
-    ax_rate.set(xlabel="flow skew (Zipf exponent)", ylabel="delivered (packets/s)",
-                title=f"SCR, {nf}: delivered rate", ylim=(0, None))
-    ax_loss.set(xlabel="flow skew (Zipf exponent)", ylabel="loss (%)", title="loss",
-                ylim=(0, None))
-    ax_rate.legend()
-    for ax in (ax_rate, ax_loss):
-        ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "red × = replicas or verdicts differ from sequential processing",
-             fontsize=7, color="red")
-    fig.tight_layout()
-    path = run_dir / SKEW_PLOT
+# --------------------------------------------------------------------------- model fit
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """``MLFFR(n) = n / (t + (n-1) c)`` fitted to measured points; t and c in s/packet."""
+
+    t: float
+    c: float
+    max_rel_error: float
+    points: tuple[tuple[int, float], ...]
+
+    @property
+    def t_us(self) -> float:
+        return self.t * 1e6
+
+    @property
+    def c_us(self) -> float:
+        return self.c * 1e6
+
+    def predict(self, n: float) -> float:
+        """Model throughput (pps) at ``n`` cores; nan where ``t + (n-1) c <= 0`` (a
+        negative fitted c extrapolated far), where the model means nothing."""
+        if not n >= 1:
+            raise ValueError(f"core count must be >= 1, got {n}")
+        seconds = self.t + (n - 1) * self.c
+        return n / seconds if seconds > 0 else math.nan
+
+
+def fit_model(points: Sequence[tuple[int, float]]) -> ModelFit:
+    """Fit t and c by linear least squares on ``n / MLFFR(n) = t + (n-1) c``.
+
+    ``points`` are (cores, measured pps). Exact for two points; at least two different core
+    counts are needed, since one point cannot tell per-packet work t from history cost c.
+    The fit is unconstrained: a negative c (superlinear scaling) is reported, not hidden.
+    """
+    clean: list[tuple[int, float]] = []
+    for item in points:
+        try:
+            n, rate = item
+        except (TypeError, ValueError):
+            raise ValueError(f"a point must be (cores, pps), got {item!r}") from None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"cores must be an integer >= 1, got {n!r}")
+        if not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"throughput must be a finite number > 0, got {rate!r} at {n} cores")
+        clean.append((n, float(rate)))
+    cores = sorted({n for n, _ in clean})
+    if len(cores) < 2:
+        raise ValueError(
+            f"fit_model needs points at at least 2 different core counts to separate t from c "
+            f"(got {len(clean)} point{'s' if len(clean) != 1 else ''}"
+            f"{' at cores ' + str(cores[0]) if cores else ''})")
+    xs = [n - 1 for n, _ in clean]
+    ys = [n / rate for n, rate in clean]
+    x_mean, y_mean = sum(xs) / len(xs), sum(ys) / len(ys)
+    c = (sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True))
+         / sum((x - x_mean) ** 2 for x in xs))
+    t = y_mean - c * x_mean
+    fit = ModelFit(t=t, c=c, max_rel_error=math.nan, points=tuple(clean))
+    errors = [abs(fit.predict(n) - rate) / rate for n, rate in clean]
+    worst = math.inf if any(math.isnan(e) for e in errors) else max(errors)
+    return ModelFit(t=t, c=c, max_rel_error=worst, points=tuple(clean))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Point:
+    """One plotted point: the mean over the CSV rows that share its key."""
+
+    nf: str
+    strategy: str
+    mode: str
+    skew: float
+    cores: int
+    throughput: float
+    faithful: bool
+    bottleneck: str  # "" when faithful; else e.g. "ovs" or "shim;generator"
+    equivalent: str  # "True", "False", or "" when not checked
+    top_flow_share: float | None
+    runs: int = 1
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _flag(text: str, column: str, where: str) -> bool | None:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if value == "":
+        return None
+    raise ValueError(f"{where}: {column} must be True/False/empty, got {text!r}")
+
+
+def _number(row: dict, column: str, where: str, kind: type = float):
+    text = (row.get(column) or "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {column} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {column} must be finite, got {text!r}")
+    if kind is int:
+        if value != int(value):
+            raise ValueError(f"{where}: {column} must be a whole number, got {text!r}")
+        return int(value)
+    return value
+
+
+def load_results(run_dir: Path) -> tuple[list[Point], int]:
+    """The points of ``run_dir/results.csv`` and how many rows were skipped for an error."""
+    path = Path(run_dir) / RESULTS_CSV
+    if not path.is_file():
+        raise ValueError(f"no {RESULTS_CSV} in {Path(run_dir)}")
+    try:
+        rows = read_csv(path)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV: {err}") from None
+    if rows:
+        missing = [c for c in ("nf", "strategy", "cores", "skew") if c not in rows[0]]
+        if "throughput_pps" not in rows[0] and "delivered_pps" not in rows[0]:
+            missing.append("throughput_pps")
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(missing)}")
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    errors = 0
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        where = f"{path} line {line}"
+        if (row.get("error") or "").strip():
+            errors += 1
+            continue
+        rate_column = "throughput_pps" if "throughput_pps" in row else "delivered_pps"
+        cores = _number(row, "cores", where, int)
+        if cores < 1:
+            raise ValueError(f"{where}: cores must be >= 1, got {cores}")
+        share = (row.get("top_flow_share") or "").strip()
+        faithful = _flag(row.get("faithful") or "", "faithful", where)
+        equivalent = _flag(row.get("check_equivalent") or "", "check_equivalent", where)
+        parsed = {
+            "throughput": _number(row, rate_column, where),
+            "faithful": faithful is not False,
+            "bottleneck": (row.get("bottleneck") or "").strip(),
+            "equivalent": "" if equivalent is None else str(equivalent),
+            "share": _number(row, "top_flow_share", where) if share else None,
+        }
+        key = ((row.get("nf") or "").strip() or "?", (row.get("strategy") or "").strip() or "?",
+               (row.get("mode") or "").strip() or "fixed", _number(row, "skew", where), cores)
+        groups[key].append(parsed)
+    points = []
+    for (nf, strategy, mode, skew, cores), repeats in groups.items():
+        checks = {r["equivalent"] for r in repeats}
+        shares = [r["share"] for r in repeats if r["share"] is not None]
+        faithful = all(r["faithful"] for r in repeats)
+        points.append(Point(
+            nf=nf, strategy=strategy, mode=mode, skew=skew, cores=cores,
+            throughput=sum(r["throughput"] for r in repeats) / len(repeats),
+            faithful=faithful,
+            bottleneck="" if faithful else _join(r["bottleneck"] or "unnamed"
+                                                  for r in repeats if not r["faithful"]),
+            equivalent="False" if "False" in checks else ("True" if checks == {"True"} else ""),
+            top_flow_share=shares[0] if shares else None,
+            runs=len(repeats),
+        ))
+    points.sort(key=lambda p: (p.mode, p.nf, _strategy_order(p.strategy), p.skew, p.cores))
+    return points, errors
+
+
+def _join(parts: Iterable[str]) -> str:
+    seen: list[str] = []
+    for part in parts:
+        for name in part.split(";"):
+            if name and name not in seen:
+                seen.append(name)
+    return ";".join(seen)
+
+
+def _strategy_order(strategy: str) -> tuple[int, str]:
+    known = list(STYLES)
+    return (known.index(strategy), "") if strategy in known else (len(known), strategy)
+
+
+def _styles(strategies: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Color and marker per strategy: fixed for known ones, assigned in name order after."""
+    styles = dict(STYLES)
+    extras = sorted(s for s in set(strategies) if s not in STYLES)
+    for number, name in enumerate(extras):
+        styles[name] = EXTRA_STYLES[number % len(EXTRA_STYLES)]
+    return styles
+
+
+def _modes(points: list[Point], mode: str | None) -> str:
+    present = sorted({p.mode for p in points})
+    if mode is None:
+        if len(present) > 1:
+            raise ValueError(f"results.csv mixes modes {present}: pick one with mode=")
+        return present[0]
+    if mode not in present:
+        raise ValueError(f"results.csv has no {mode!r} rows (modes: {present})")
+    return mode
+
+
+def _has_core_scaling(points: list[Point]) -> bool:
+    cores: dict[tuple, set[int]] = defaultdict(set)
+    for p in points:
+        cores[(p.nf, p.strategy, p.skew)].add(p.cores)
+    return any(len(c) >= 2 for c in cores.values())
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _figure(panels: int):
+    """A figure with ``panels`` axes: one row up to 4 panels, then rows of 3."""
+    ncols = panels if panels <= 4 else 3
+    nrows = math.ceil(panels / ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(max(4.6 * ncols, 6.4), 3.6 * nrows + 0.5),
+                             squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
+
+
+def _finish(fig, axes, path: Path, points: list[Point], caption: list[str], title: str) -> Path:
+    """One legend for the figure below the panels, the caption under it, then save.
+
+    The figure grows downwards to make room, so panels keep their size however long the
+    caption is. Labels starting with "SCR model" stay in their panel's own legend (t and c
+    differ per NF)."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if not label.startswith(("_", "SCR model")):
+                handles.setdefault(label, handle)
+    if any(not p.faithful for p in points):
+        handles["hollow: testbed was the bottleneck"] = Line2D(
+            [], [], linestyle=":", marker="o", color="grey", markerfacecolor="white")
+    if any(p.equivalent == "False" for p in points):
+        handles["not sequentially equivalent"] = Line2D([], [], linestyle="none", marker="x",
+                                                        color="red")
+    width, height = fig.get_size_inches()
+    lines = [wrapped for note in caption
+             for wrapped in textwrap.wrap(note, int(width * 17), subsequent_indent="  ")]
+    ncol = max(1, min(len(handles), int(width / 1.9)))
+    legend_in = 0.3 * math.ceil(len(handles) / ncol) + 0.1 if handles else 0.0
+    caption_in = 0.13 * len(lines) + 0.15 if lines else 0.05
+    total = height + legend_in + caption_in
+    fig.set_size_inches(width, total)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol,
+                   fontsize=8, frameon=False, bbox_to_anchor=(0.5, caption_in / total))
+    if lines:
+        fig.text(0.01, 0.04 / total, "\n".join(lines), fontsize=7, va="bottom", ha="left")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, (legend_in + caption_in) / total, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-PLOTTERS = {"skew_sweep": plot_skew_sweep}
+def _draw(ax, xs: list[float], points: list[Point], color: str, marker: str, label: str,
+          linestyle: str = "-") -> None:
+    """A line with filled markers; unfaithful points hollow and reached by faint dotted
+    segments (so the line does not vouch for them), non-equivalent ones crossed."""
+    ys = [p.throughput for p in points]
+    ax.plot([], [], color=color, marker=marker, linestyle=linestyle, label=label, markersize=6)
+    ax.plot(xs, ys, color=color, marker=marker, linestyle="none", markersize=6)
+    for i in range(len(points) - 1):
+        trusted = points[i].faithful and points[i + 1].faithful
+        ax.plot(xs[i:i + 2], ys[i:i + 2], color=color, linestyle=linestyle if trusted else ":",
+                alpha=1 if trusted else 0.5)
+    _mark(ax, xs, points, color, marker)
+
+
+def _mark(ax, xs: list[float], points: list[Point], color: str, marker: str) -> None:
+    hollow = [(x, p.throughput) for x, p in zip(xs, points, strict=True) if not p.faithful]
+    if hollow:
+        # White fill over the filled marker: the point reads as hollow, the line stays.
+        ax.plot(*zip(*hollow, strict=True), linestyle="none", marker=marker, markersize=6,
+                markerfacecolor="white", markeredgecolor=color, zorder=3)
+    crossed = [(x, p.throughput) for x, p in zip(xs, points, strict=True)
+               if p.equivalent == "False"]
+    if crossed:
+        ax.scatter(*zip(*crossed, strict=True), marker="x", s=70, color="red", zorder=4)
+
+
+def _notes(points: list[Point], errors: int) -> list[str]:
+    """Caption lines shared by every figure: what is marked, what was left out."""
+    notes = []
+    unfaithful = [p for p in points if not p.faithful]
+    if unfaithful:
+        where = Counter(name for p in unfaithful for name in p.bottleneck.split(";"))
+        names = ", ".join(f"{name} {count}x" for name, count in sorted(where.items()))
+        notes.append(f"hollow markers: {len(unfaithful)} point(s) where the testbed, not the NF, "
+                     f"was the bottleneck ({names}); not NF capacity, left out of the model fit")
+    crossed = sum(p.equivalent == "False" for p in points)
+    if crossed:
+        notes.append(f"red x: {crossed} point(s) whose replicas or verdicts differ from "
+                     "sequential processing")
+    if errors:
+        notes.append(f"{errors} row(s) of results.csv with an error were skipped")
+    if any(p.runs > 1 for p in points):
+        notes.append("points with repeated rows show the mean of the repeats")
+    return notes
+
+
+def _skew_name(skew: float, share: float | None) -> str:
+    return f"{skew:g} ({_percent(share)})" if share is not None else f"{skew:g}"
+
+
+def _percent(share: float) -> str:
+    # Whole percents hide a near-uniform trace's top flow (0.5 % would read "0%").
+    return f"{share:.0%}" if share >= 0.1 else f"{share:.1%}"
+
+
+def _share(points: list[Point], skew: float) -> float | None:
+    return next((p.top_flow_share for p in points
+                 if p.skew == skew and p.top_flow_share is not None), None)
+
+
+# --------------------------------------------------------------------------- cores plot
+
+
+def _fit_for(points: list[Point], nf: str, skew: float) -> tuple[ModelFit | None, str]:
+    """The SCR model fit for one NF and skew, or None with the reason."""
+    used = [(p.cores, p.throughput) for p in points
+            if p.nf == nf and p.skew == skew and p.strategy == FIT_STRATEGY
+            and p.mode == FIT_MODE and p.faithful and p.throughput > 0]
+    if not used:
+        return None, "no faithful SCR MLFFR point"
+    try:
+        return fit_model(used), ""
+    except ValueError as err:
+        return None, str(err)
+
+
+def write_model_fit(run_dir: Path, points: list[Point]) -> Path:
+    """``model_fit.csv``: one row per (NF, skew) whose SCR MLFFR points fit the model."""
+    path = Path(run_dir) / MODEL_FIT_CSV
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(MODEL_FIT_COLUMNS)
+        for nf, skew in sorted({(p.nf, p.skew) for p in points if p.strategy == FIT_STRATEGY}):
+            fit, _ = _fit_for(points, nf, skew)
+            if fit is not None:
+                writer.writerow([nf, f"{skew:g}", f"{fit.t_us:.6g}", f"{fit.c_us:.6g}",
+                                 f"{fit.max_rel_error:.6g}", len(fit.points)])
+    return path
+
+
+def _cores_figure(path: Path, points: list[Point], mode: str, skew: float,
+                  errors: int) -> Path:
+    nfs = sorted({p.nf for p in points})
+    styles = _styles(p.strategy for p in points)
+    all_cores = sorted({p.cores for p in points})
+    notes = _notes(points, errors)
+    if mode != FIT_MODE:
+        notes.append(f"mode {mode!r}: delivered rate at one offered rate, no model fit "
+                     "(the model is for MLFFR)")
+    fig, axes = _figure(len(nfs))
+    for ax, nf in zip(axes, nfs, strict=True):
+        mine = [p for p in points if p.nf == nf]
+        for strategy in sorted({p.strategy for p in mine}, key=_strategy_order):
+            color, marker = styles[strategy]
+            series = sorted((p for p in mine if p.strategy == strategy), key=lambda p: p.cores)
+            if strategy == SINGLE:
+                # One core by definition: a reference level rather than a scaling line.
+                ref = series[0]
+                testbed = "" if ref.faithful else ", testbed-limited"
+                ax.axhline(ref.throughput, color=color, linestyle=":",
+                           label=f"single ({ref.cores} core{testbed})")
+                ax.plot([ref.cores], [ref.throughput], color=color, marker=marker,
+                        linestyle="none")
+                _mark(ax, [ref.cores], [ref], color, marker)
+                continue
+            _draw(ax, [p.cores for p in series], series, color, marker, strategy)
+        if mode == FIT_MODE:
+            fit, why = _fit_for(mine, nf, skew)
+            if fit is None:
+                if any(p.strategy == FIT_STRATEGY for p in mine):
+                    notes.append(f"{nf}: no SCR model: {why}")
+            else:
+                steps = 200
+                xs = [1 + (all_cores[-1] - 1) * i / steps for i in range(steps + 1)]
+                line, = ax.plot(xs, [fit.predict(x) for x in xs], color=STYLES["scr"][0],
+                                linestyle="--", linewidth=1,
+                                label=f"SCR model: t={fit.t_us:.3g} µs, c={fit.c_us:.3g} µs")
+                # Upper left: throughput grows with cores, so that corner is usually empty.
+                ax.legend(handles=[line], loc="upper left", fontsize=7)
+                notes.append(f"{nf}: SCR model fitted on {len(fit.points)} point(s), max "
+                             f"relative error {fit.max_rel_error:.1%}")
+        ax.set(title=nf, xlabel="cores", ylabel=Y_LABELS.get(mode, f"{mode} (pps)"),
+               xticks=all_cores, ylim=(0, None))
+        ax.grid(alpha=0.3)
+    share = _share(points, skew)
+    title = f"throughput vs. cores, flow skew {skew:g}" + (
+        f" (top flow {_percent(share)} of packets)" if share is not None else "")
+    return _finish(fig, axes, path, points, notes, title)
+
+
+def _plot_cores(run_dir: Path, points: list[Point], errors: int, mode: str,
+                suffix: str) -> list[Path]:
+    mine = [p for p in points if p.mode == mode]
+    if not _has_core_scaling(mine):
+        raise ValueError(f"no strategy has 2 or more core counts in {mode!r} mode: "
+                         "nothing to plot against cores")
+    paths = [
+        _cores_figure(Path(run_dir) / f"cores_skew{skew:g}{suffix}.png",
+                      [p for p in mine if p.skew == skew], mode, skew, errors)
+        for skew in sorted({p.skew for p in mine})
+    ]
+    write_model_fit(run_dir, points)
+    return paths
+
+
+def plot_cores(run_dir: Path, mode: str | None = None) -> list[Path]:
+    """Throughput vs. cores, one ``cores_skew<s>.png`` per skew, one panel per NF; also
+    writes ``model_fit.csv``. ``mode`` is needed only when the CSV mixes modes."""
+    points, errors = load_results(run_dir)
+    if not points:
+        raise ValueError(f"{Path(run_dir) / RESULTS_CSV} has no rows without an error")
+    mode = _modes(points, mode)
+    return _plot_cores(Path(run_dir), points, errors, mode, "")
+
+
+# --------------------------------------------------------------------------- skew plot
+
+
+def _plot_skew(run_dir: Path, points: list[Point], errors: int, mode: str, suffix: str) -> Path:
+    mine = [p for p in points if p.mode == mode]
+    skews = sorted({p.skew for p in mine})
+    if len(skews) < 2:
+        raise ValueError(f"only one flow skew in {mode!r} mode: nothing to plot against skew")
+    nfs = sorted({p.nf for p in mine})
+    styles = _styles(p.strategy for p in mine)
+    fig, axes = _figure(len(nfs))
+    drawn: list[Point] = []  # the notes and legend speak of these points only
+    for ax, nf in zip(axes, nfs, strict=True):
+        for strategy in sorted({p.strategy for p in mine if p.nf == nf}, key=_strategy_order):
+            cores = max(p.cores for p in mine if p.nf == nf and p.strategy == strategy)
+            series = sorted((p for p in mine if p.nf == nf and p.strategy == strategy
+                             and p.cores == cores), key=lambda p: p.skew)
+            color, marker = styles[strategy]
+            label = f"{strategy} ({cores} core{'s' if cores > 1 else ''})"
+            _draw(ax, [p.skew for p in series], series, color, marker, label,
+                  linestyle=":" if strategy == SINGLE else "-")
+            drawn += series
+        ax.set(title=nf, ylabel=Y_LABELS.get(mode, f"{mode} (pps)"), ylim=(0, None),
+               xlabel="flow skew (Zipf exponent) (top flow's share of packets)")
+        ax.set_xticks(skews, [_skew_name(s, _share(mine, s)) for s in skews], fontsize=8)
+        ax.grid(alpha=0.3)
+    notes = _notes(drawn, errors)
+    notes.append("each strategy at its largest core count in the CSV (single: 1 core)")
+    return _finish(fig, axes, Path(run_dir) / SKEW_PLOT.replace(".png", f"{suffix}.png"), drawn,
+                   notes, "throughput vs. flow skew")
+
+
+def plot_skew(run_dir: Path, mode: str | None = None) -> Path:
+    """``skew.png``: throughput vs. skew, one panel per NF, one line per strategy at its
+    largest core count. ``mode`` is needed only when the CSV mixes modes."""
+    points, errors = load_results(run_dir)
+    if not points:
+        raise ValueError(f"{Path(run_dir) / RESULTS_CSV} has no rows without an error")
+    mode = _modes(points, mode)
+    return _plot_skew(Path(run_dir), points, errors, mode, "")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Draw every plot ``run_dir/results.csv`` supports and write ``model_fit.csv``; return
+    the figures' paths. ValueError when there is nothing to plot."""
+    run_dir = Path(run_dir)
+    points, errors = load_results(run_dir)
+    if not points:
+        raise ValueError(f"{run_dir / RESULTS_CSV} has no rows without an error "
+                         f"({errors} skipped for an error)")
+    modes = sorted({p.mode for p in points})
+    paths: list[Path] = []
+    for mode in modes:
+        suffix = f"_{mode}" if len(modes) > 1 else ""
+        mine = [p for p in points if p.mode == mode]
+        if _has_core_scaling(mine):
+            paths += _plot_cores(run_dir, points, errors, mode, suffix)
+        if len({p.skew for p in mine}) >= 2:
+            paths.append(_plot_skew(run_dir, points, errors, mode, suffix))
+    if not paths:
+        raise ValueError(
+            f"nothing to plot in {run_dir / RESULTS_CSV}: needs 2 or more core counts for one "
+            f"strategy or 2 or more skews (cores {sorted({p.cores for p in points})}, "
+            f"skews {sorted({p.skew for p in points})})")
+    write_model_fit(run_dir, points)  # always, so no stale fit outlives a redraw
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Redraw the plots of a results folder.")
-    parser.add_argument("run_dir", type=Path, help="e.g. results/skew_sweep/20261122-120000")
-    args = parser.parse_args(argv)
-    if not (args.run_dir / "results.csv").is_file():
-        parser.exit(2, f"plotting: no results.csv in {args.run_dir}\n")
-    kind = args.run_dir.resolve().parent.name
-    plotter = PLOTTERS.get(kind)
-    if plotter is None:
-        parser.exit(2, f"plotting: do not know how to plot a {kind!r} folder\n")
-    try:
-        print(plotter(args.run_dir))
-    except (ValueError, KeyError) as err:
-        parser.exit(2, f"plotting: {err}\n")
-    return 0
+    """``python -m experiments.plotting DIR``: the same as ``python -m experiments.plot``."""
+    from experiments.plot import main as plot_main  # here: experiments.plot imports us
+
+    return plot_main(argv, prog="plotting")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
