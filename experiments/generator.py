@@ -37,6 +37,7 @@ def send_trace(sock, frames: list[bytes], rate_pps: float) -> dict:
     send, clock, sleep = sock.send, time.perf_counter, time.sleep
     interval = 1.0 / rate_pps
     errors = 0
+    cpu_before = time.process_time()
     start = clock()
     for i, frame in enumerate(frames):
         delay = start + i * interval - clock()
@@ -47,6 +48,7 @@ def send_trace(sock, frames: list[bytes], rate_pps: float) -> dict:
         except OSError:
             errors += 1
     duration = clock() - start
+    send_cpu = time.process_time() - cpu_before
     sent = len(frames) - errors
     return {
         "sent": sent,
@@ -54,6 +56,7 @@ def send_trace(sock, frames: list[bytes], rate_pps: float) -> dict:
         "duration_s": duration,
         "target_pps": rate_pps,
         "offered_pps": sent / duration if duration > 0 else 0.0,
+        "busy": send_cpu / duration if duration > 0 else 0.0,  # of one CPU, while sending
     }
 
 
@@ -63,15 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", type=Path, required=True, help="pcap file to replay")
     parser.add_argument("--rate", type=float, required=True, help="packets per second")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--count", type=int, default=0,
+                        help="send only the first COUNT frames (0: the whole trace)")
     parser.add_argument("--no-end-marker", action="store_true",
                         help="do not send the end-of-trace marker")
     args = parser.parse_args(argv)
     if args.rate <= 0:
         parser.error("--rate must be > 0")
+    if args.count < 0:
+        parser.error("--count must be >= 0")
     try:
         frames = read_pcap(args.trace)
     except TraceError as err:
         parser.exit(2, f"generator: {err}\n")
+    if args.count:
+        frames = frames[: args.count]
     sock = open_socket(args.iface, None)
     announce_ready()
     try:

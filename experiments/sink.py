@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nfs.packet import parse
 from sequencer.dataplane import (
+    DropCounter,
     announce_ready,
     cpu_seconds,
     open_socket,
@@ -27,13 +28,15 @@ from sequencer.dataplane import (
 from sequencer.header import ETH_P_IP, MalformedFrame
 
 
-def receive(iface: str, frames: list[bytes], times: list[int]) -> None:
+def receive(iface: str, frames: list[bytes], times: list[int], drops: list[int]) -> None:
     """Append every frame received on ``iface`` to ``frames`` until stopped.
 
     ``times`` is ``[first, last]`` arrival time (ns), updated in place so that it survives
-    the StopRequested that ends the loop.
+    the StopRequested that ends the loop; ``drops[0]`` gets the frames the kernel dropped
+    because the socket's queue was full (a sink bottleneck: the fidelity check reads it).
     """
     sock = open_socket(iface, ETH_P_IP)
+    counter = DropCounter(sock)
     recv, keep, clock = sock.recv, frames.append, time.monotonic_ns
     announce_ready()
     try:
@@ -43,10 +46,11 @@ def receive(iface: str, frames: list[bytes], times: list[int]) -> None:
             keep(recv(65535))
             times[1] = clock()
     finally:
+        drops[0] = counter.read()
         sock.close()
 
 
-def summarize(frames: list[bytes], times: list[int]) -> dict:
+def summarize(frames: list[bytes], times: list[int], drops: list[int]) -> dict:
     trace_ids = []
     malformed: Counter[str] = Counter()
     for frame in frames:
@@ -56,6 +60,7 @@ def summarize(frames: list[bytes], times: list[int]) -> dict:
             malformed[err.reason] += 1
     return {
         "received": len(frames),
+        "rx_dropped": drops[0],
         "malformed": dict(malformed),
         "first_ns": times[0],
         "last_ns": times[1],
@@ -71,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     frames: list[bytes] = []
     times = [0, 0]
-    return run_until_stopped(lambda: receive(args.iface, frames, times),
-                             lambda: write_json(args.out / "sink.json", summarize(frames, times)))
+    drops = [0]
+    return run_until_stopped(
+        lambda: receive(args.iface, frames, times, drops),
+        lambda: write_json(args.out / "sink.json", summarize(frames, times, drops)),
+    )
 
 
 if __name__ == "__main__":

@@ -3,28 +3,34 @@
 ``run_trial(config, trace, out_dir)`` does, in order:
 
 1. starts the controller (loopback) and builds the ``ScrTopo`` network with the userspace
-   OVS switch, waits until the controller's rules are on the switch;
-2. starts the sink, the N workers and the shim in their hosts, waits for each to say READY;
-3. replays the trace from the generator host at the configured rate; the end-of-trace
-   marker makes the shim send STOP to every core; waits until every worker has exited
-   (or sits idle, its STOP lost to an overloaded queue, and is stopped by signal);
-4. stops everything it started, by handle, and the network, in ``finally`` blocks;
-5. collects the processes' result files, replays the sequenced packets through the
-   sequential reference and writes ``trial.json`` and ``verdicts.csv`` (``seq,core,verdict,
-   trace_id``) into ``out_dir``.
+   OVS switch, waits until the controller's pipeline for the strategy is on the switch;
+2. for ``lock``, creates the shared state table in ``/dev/shm``; gives every core process
+   its own CPU quota (``core_share`` of a CPU: emulated cores, see ``cpu_quota``);
+3. starts the sink, the N workers and the shim in their hosts, waits for each to say READY;
+4. replays the trace (or its first ``packets`` frames) from the generator host at the
+   configured rate, sampling the fidelity monitor around it; the end-of-trace marker makes
+   the shim send STOP to every core; waits until every worker has exited (or sits idle,
+   its STOP lost to an overloaded queue, and is stopped by signal);
+5. stops everything it started, by handle, removes the table and the quotas, and stops the
+   network, in ``finally`` blocks;
+6. collects the processes' result files, replays the sequenced packets through the
+   sequential reference (every strategy; losses accounted for, see ``check_views``) and
+   writes ``trial.json`` and ``verdicts.csv`` (``seq,core,verdict,trace_id``) into
+   ``out_dir``.
 
 :class:`Testbed` is steps 1-4 as a context manager, for tests that need to act on the live
 network (inject frames on a port, read flows) before or after the traffic.
 
 Caveat: on this 2-core machine the generator, OVS, the shim, the sink and the workers share
-two CPUs; ``cpu`` in the results says how busy the infrastructure was, and a point where it
-was saturated does not measure the NF cores.
+two CPUs; ``fidelity`` in the results says whether the infrastructure kept up, and a point
+where it did not (``faithful`` false) does not measure the NF cores.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import select
@@ -38,19 +44,27 @@ from pathlib import Path
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 
-from controller.dispatch import COOKIE, expected_flow_count
+from controller.dispatch import COOKIE, expected_flow_count, expected_groups
 from controller.launcher import ControllerProcess, LoopbackController
+from experiments import fidelity
+from experiments.cpu_quota import CoreQuotas, quota_us
 from experiments.traffic import read_pcap
 from nfs import make_nf
 from nfs.packet import Packet, parse
-from nfs.reference import compare_replicas, run_reference
+from nfs.reference import StateView, check_views
+from nfs.worker import STRATEGIES
 from sequencer.dataplane import READY, open_socket
 from sequencer.header import MalformedFrame
 from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
 
 HOST_IP_BASE = "198.19.254.0/24"  # RFC 2544 benchmark range; hosts never use their IPs
 OVS_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SHM_DIR = Path("/dev/shm")
+#: A core's receive queue: about 90 of our frames (the kernel charges each ~700 B). Like a
+#: NIC's RX ring it absorbs the pauses of a CPU quota's period but not a sustained overload,
+#: so an overloaded core loses packets (counted) instead of queueing for seconds.
+CORE_RX_QUEUE = 64 << 10
+pid_cpu_seconds = fidelity.pid_cpu_seconds
 
 
 class TrialError(RuntimeError):
@@ -66,30 +80,34 @@ class TrialConfig:
     cores: int = 2
     rate_pps: float = 2000.0
     strategy: str = "scr"
+    packets: int = 0  # send the trace's first `packets` frames (0: all of them)
+    core_share: float | None = 0.1  # CPU quota of each core (None: no quota)
+    quota_period_us: int = 10_000
+    rx_queue_bytes: int = CORE_RX_QUEUE
+    transfer_work: int = 0  # lock: spin rounds when a key's state moved between cores
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
 
     def __post_init__(self):
-        if self.strategy != "scr":
-            raise ValueError(f"strategy {self.strategy!r} is not implemented (only 'scr')")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; "
+                             f"choose from {', '.join(STRATEGIES)}")
+        if self.strategy == "single" and self.cores != 1:
+            raise ValueError("the single strategy runs on exactly one core")
         if self.rate_pps <= 0:
             raise ValueError("rate must be > 0")
+        if self.packets < 0 or self.transfer_work < 0:
+            raise ValueError("packets and transfer work must be >= 0")
+        if self.rx_queue_bytes < 4096:
+            raise ValueError("the core RX queue must be >= 4096 bytes")
+        if self.core_share is not None:
+            quota_us(self.core_share, self.quota_period_us)  # fails early if not settable
         make_nf(self.nf, **self.nf_params)  # fails early on a bad NF name or parameter
         PortPlan(self.cores)  # fails early on a bad core count
 
 
 # --- processes in hosts ----------------------------------------------------------------
-
-
-def pid_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class HostProcess:
@@ -184,6 +202,14 @@ def pipeline_flows(switch: str = SWITCH) -> list[str]:
     return [line.strip() for line in out.splitlines() if "cookie=" in line]
 
 
+def pipeline_groups(switch: str = SWITCH) -> list[str]:
+    """The groups on ``switch`` (one ``dump-groups`` line each; OpenFlow 1.5 shows the
+    selection method)."""
+    result = subprocess.run(["ovs-ofctl", "-O", "OpenFlow15", "dump-groups", switch],
+                            capture_output=True, text=True, check=False)
+    return [line.strip() for line in result.stdout.splitlines() if "group_id=" in line]
+
+
 def ovs_pid() -> int | None:
     try:
         return int(OVS_PIDFILE.read_text())
@@ -191,8 +217,11 @@ def ovs_pid() -> int | None:
         return None
 
 
+_table_names = itertools.count()
+
+
 class Testbed:
-    """Steps 1-4 of a trial as a context manager; see the module docstring."""
+    """Steps 1-5 of a trial as a context manager; see the module docstring."""
 
     __test__ = False  # not a pytest test class, despite its name
 
@@ -200,11 +229,20 @@ class Testbed:
         self.config = config
         self.out_dir = Path(out_dir)
         self.plan = PortPlan(config.cores)
+        self.nf = make_nf(config.nf, **config.nf_params)
         self.net: Mininet | None = None
         self.processes: list[HostProcess] = []
         self.workers: list[HostProcess] = []
-        self.ovs_cpu_s = 0.0  # CPU time ovs-vswitchd spent during send_trace
+        self.quotas: CoreQuotas | None = None
+        self.table_path: Path | None = None
+        self.window: dict = {}  # fidelity samples around the traffic
         self._stack = contextlib.ExitStack()
+
+    @property
+    def controller_plan(self) -> dict:
+        """What the controller needs: the ports, the strategy, the RSS hash's fields."""
+        return {**self.plan.to_json(), "mode": self.config.strategy,
+                "shard_fields": list(self.nf.shard_fields)}
 
     # -- set-up --
     def __enter__(self) -> Testbed:
@@ -212,8 +250,7 @@ class Testbed:
         setLogLevel("warning")
         try:
             controller = self._stack.enter_context(
-                ControllerProcess({**self.plan.to_json(), "mode": self.config.strategy},
-                                  self.out_dir)
+                ControllerProcess(self.controller_plan, self.out_dir)
             )
             self.net = Mininet(topo=ScrTopo(self.plan), controller=None, build=False,
                                ipBase=HOST_IP_BASE)
@@ -223,6 +260,11 @@ class Testbed:
             quiet_switch_ports(self.net.switches)
             self.net.start()
             self._wait_for_pipeline()
+            if self.config.strategy == "lock":
+                self._create_table()
+            if self.config.core_share is not None:
+                self.quotas = self._stack.enter_context(CoreQuotas(
+                    self.config.cores, self.config.core_share, self.config.quota_period_us))
             self._stack.callback(self._stop_processes)
             self._start_processes()
         except BaseException:
@@ -231,13 +273,32 @@ class Testbed:
         return self
 
     def _wait_for_pipeline(self) -> None:
-        expected = expected_flow_count(self.plan.to_json())
+        plan = self.controller_plan
+        expected = expected_flow_count(plan)
+        groups = expected_groups(plan)
         deadline = time.monotonic() + self.config.ready_timeout_s
-        while len(pipeline_flows()) < expected:
+        while len(pipeline_flows()) < expected or len(pipeline_groups()) < groups:
             if time.monotonic() > deadline:
-                raise TrialError(f"controller did not install its {expected} rules; "
-                                 f"see {self.out_dir / 'controller.log'}")
+                raise TrialError(f"controller did not install its {expected} rules and "
+                                 f"{groups} groups; see {self.out_dir / 'controller.log'}")
             time.sleep(0.05)
+
+    def _create_table(self) -> None:
+        """The lock strategy's shared state, in /dev/shm; dumped and removed at teardown."""
+        from nfs.shared_state import SharedTable
+
+        self.table_path = SHM_DIR / f"scr-testbed-{os.getpid()}-{next(_table_names)}.table"
+        table = SharedTable(self.table_path, self.nf.key_format, self.nf.value_format,
+                            create=True)
+        self._stack.callback(self._dump_table, table)
+
+    def _dump_table(self, table) -> None:
+        try:
+            state = self.nf.state_to_json(table.items())
+            (self.out_dir / "shared_state.json").write_text(json.dumps(state) + "\n")
+        finally:
+            table.close()
+            table.unlink()
 
     def _python(self, module: str, *args) -> list[str]:
         return [sys.executable, "-m", module, *map(str, args), "--out", str(self.out_dir)]
@@ -251,18 +312,25 @@ class Testbed:
         c, plan = self.config, self.plan
         nf_args = ("--nf", c.nf, "--nf-params", json.dumps(c.nf_params))
         self._start("sink", SINK, self._python("experiments.sink", "--iface", plan.sink_iface))
-        self.workers = [
-            self._start(f"core{i}", NF, self._python(
+        strategy = ("--strategy", c.strategy)
+        lock_args = ("--table", self.table_path, "--transfer-work", c.transfer_work) \
+            if c.strategy == "lock" else ()
+        for i in range(c.cores):
+            worker = self._start(f"core{i}", NF, self._python(
                 "nfs.worker", "--iface", plan.core_iface(i), "--core", i,
-                "--cores", c.cores, *nf_args))
-            for i in range(c.cores)
-        ]
+                "--cores", c.cores, *nf_args, *strategy, *lock_args,
+                "--rcvbuf", c.rx_queue_bytes))
+            self.workers.append(worker)
         self._start("shim", SEQ, self._python(
             "sequencer.shim", "--in-iface", plan.shim_in_iface,
-            "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args))
+            "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args, *strategy))
         deadline = time.monotonic() + c.ready_timeout_s
         for proc in self.processes:
             proc.wait_ready(deadline)
+        # The quota starts once a core is ready: start-up (imports) is not the NF's work.
+        if self.quotas is not None:
+            for i, worker in enumerate(self.workers):
+                self.quotas.add(i, worker.pid)
 
     # -- actions on the live network --
     def inject(self, port: int, frames: list[bytes]) -> None:
@@ -279,23 +347,33 @@ class Testbed:
             sock.close()
 
     def send_trace(self, trace_path: Path) -> None:
-        """Replay the trace, then wait until the workers have drained and stopped."""
+        """Replay the trace, then wait until the workers have drained and stopped.
+
+        The fidelity monitor samples the machine when the generator is ready and when it
+        has sent its last frame: the window in which the offered load is on.
+        """
         c = self.config
         ovs = ovs_pid()
-        ovs_cpu_before = pid_cpu_seconds(ovs) if ovs else 0.0
         gen = self._start("generator", GEN, self._python(
             "experiments.generator", "--iface", self.plan.gen_iface,
-            "--trace", trace_path, "--rate", c.rate_pps))
+            "--trace", trace_path, "--rate", c.rate_pps, "--count", c.packets))
         gen.wait_ready(time.monotonic() + c.ready_timeout_s)
-        packets = len(read_pcap(trace_path))
+        # The generator is gone when the window closes; it reports its own sending CPU.
+        pids = {p.name: p.pid for p in self.processes if p.name in ("shim", "sink")}
+        if ovs:
+            pids["ovs"] = ovs
+        before = fidelity.take(pids, SWITCH)
+        packets = c.packets or len(read_pcap(trace_path))
         try:
             gen.popen.wait(timeout=packets / c.rate_pps * 3 + 30)
         except subprocess.TimeoutExpired:
             raise TrialError("the generator did not finish its trace in time") from None
+        after = fidelity.take(pids, SWITCH)
         if gen.popen.returncode:
             raise TrialError(f"the generator failed: {gen.tail()}")
         self._wait_workers_done()
-        self.ovs_cpu_s = round(pid_cpu_seconds(ovs) - ovs_cpu_before, 3) if ovs else 0.0
+        self.window = {"before": before, "after": after,
+                       "throttled": self.quotas.throttled() if self.quotas else []}
 
     def _wait_workers_done(self) -> None:
         """Until every worker has exited or been idle (no CPU time) for ``idle_after_s``.
@@ -375,7 +453,39 @@ def trace_packets(frames: list[bytes]) -> dict[int, Packet]:
     return packets
 
 
-def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: float) -> dict:
+def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
+           processed: set[int], last_seq: int) -> tuple[list[StateView], dict[int, int]]:
+    """The states a run ended with, what each should hold, and which checks which verdicts.
+
+    * scr/single: one view per replica; it lacks exactly the updates in its gap ranges.
+    * lock: the shared table; it holds exactly the packets some core processed.
+    * shard: the union of the shards (each key in one shard only), idem.
+    """
+    if config.strategy in ("scr", "single"):
+        views = [
+            StateView(f"core{c['core']}", c["state"], c["applied"],
+                      frozenset(s for lo, hi in c.get("gaps", []) for s in range(lo, hi + 1)))
+            for c in cores
+        ]
+        return views, {c["core"]: i for i, c in enumerate(cores)}
+    lacking = frozenset(set(range(last_seq + 1)) - processed)
+    if config.strategy == "lock":
+        state = _read_json(out_dir / "shared_state.json")
+        name = "shared"
+    else:
+        state, name = {}, "shards"
+        for core in cores:
+            overlap = set(state) & set(core["state"])
+            if overlap:  # a key in two shards: the hash did not keep a key on one core
+                state = {"overlapping keys": sorted(overlap)[:10]}
+                break
+            state.update(core["state"])
+        state = dict(sorted(state.items()))
+    return [StateView(name, state, last_seq, lacking)], {c["core"]: 0 for c in cores}
+
+
+def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
+            window: dict | None = None) -> dict:
     """Read the processes' results, check them against the reference, write trial.json."""
     out_dir = Path(out_dir)
     nf = make_nf(config.nf, **config.nf_params)
@@ -397,14 +507,13 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: flo
     by_trace_id = trace_packets(read_pcap(trace_path))
     if any(tid not in by_trace_id for _seq, tid, _ts in sequenced):
         raise TrialError("the shim sequenced a packet that is not in the trace")
-    snapshots = {core["applied"] for core in cores}
-    reference = run_reference(nf, ((by_trace_id[tid], ts) for _s, tid, ts in sequenced),
-                              snapshot_at=snapshots)
-    check = compare_replicas(
-        reference,
-        ((s, c, v) for s, c, v, _t in log),
-        {core["core"]: (core["state"], core["applied"]) for core in cores},
-    )
+    packets = {seq: (by_trace_id[tid], ts) for seq, tid, ts in sequenced}
+    processed_seqs = {s for s, _c, _v, _t in log}
+    views, view_of_core = _views(config, nf, out_dir, cores, processed_seqs,
+                                 len(sequenced) - 1)
+    check = check_views(nf, packets, ((s, c, v) for s, c, v, _t in log), views, view_of_core)
+    lost_updates = sum(len(v.skip) for v in views)
+
     per_core = [core["stats"].get("processed", 0) for core in cores]
     processed = sum(per_core)
     firsts = [core["first_ns"] for core in cores if core["stats"].get("processed")]
@@ -412,6 +521,13 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: flo
     span_s = (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
     sent = gen["sent"]
     passed = [t for _s, _c, v, t in log if v == 1]
+    socket_drops = {"shim": shim.get("rx_dropped", 0), "sink": sink.get("rx_dropped", 0)}
+    if window:
+        fid = fidelity.assess(window["before"], window["after"], target_pps=config.rate_pps,
+                              offered_pps=gen["offered_pps"], socket_drops=socket_drops,
+                              generator_busy=gen.get("busy"))
+    else:
+        fid = {"faithful": None, "bottleneck": "not measured"}
     result = {
         "nf": config.nf,
         "strategy": config.strategy,
@@ -423,6 +539,7 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: flo
         "processed": processed,
         "delivered_pps": round(processed / span_s, 1) if span_s > 0 else 0.0,
         "loss": round(1 - processed / sent, 5) if sent else 0.0,
+        "core_rx_dropped": sum(core.get("rx_dropped", 0) for core in cores),
         "per_core": per_core,
         "round_robin": all(c == s % config.cores for s, c, _v, _t in log),
         "passed": len(passed),
@@ -431,16 +548,26 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path, ovs_cpu_s: flo
         "malformed_shim": shim["malformed_total"],
         "malformed_cores": sum(core["malformed_total"] for core in cores),
         "gap_records": sum(core["stats"].get("gap_records", 0) for core in cores),
+        "lost_updates": lost_updates,
         "stopped_by_marker": all(core["stopped_by_marker"] for core in cores),
         **{f"check_{k}": v for k, v in check.summary().items()},
+        # Strict: equal to one core processing *every* sequenced packet (nothing lost).
+        "check_strict": check.equivalent and lost_updates == 0 and processed == len(sequenced),
+        "faithful": fid["faithful"],
+        "bottleneck": fid["bottleneck"],
+        "fidelity": fid,
         "cpu_s": {
             "generator": gen["cpu_s"], "shim": shim["cpu_s"], "sink": sink["cpu_s"],
-            "ovs": ovs_cpu_s, "cores": [core["cpu_s"] for core in cores],
+            "ovs": window["after"].cpu.get("ovs", 0) - window["before"].cpu.get("ovs", 0)
+            if window else 0.0,
+            "cores": [core["cpu_s"] for core in cores],
         },
+        "throttled": window.get("throttled", []) if window else [],
         "span_s": round(span_s, 3),
     }
     (out_dir / "trial.json").write_text(json.dumps(
-        {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1) + "\n")
+        {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1,
+        default=str) + "\n")
     return result
 
 
@@ -448,4 +575,4 @@ def run_trial(config: TrialConfig, trace_path: Path, out_dir: Path) -> dict:
     """Run one trial on a fresh network and return its result row (also in trial.json)."""
     with Testbed(config, out_dir) as bed:
         bed.send_trace(trace_path)
-    return collect(config, trace_path, out_dir, bed.ovs_cpu_s)
+    return collect(config, trace_path, out_dir, bed.window)

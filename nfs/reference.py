@@ -100,3 +100,67 @@ def compare_replicas(
         core for core, (state, applied) in replica_states.items() if not matches(state, applied)
     )
     return result
+
+
+# --- every strategy, with losses accounted for -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StateView:
+    """A state a run ended with, and which sequenced packets' updates it should hold.
+
+    ``applied`` is the last sequence number it covers; ``skip`` the sequence numbers it
+    legitimately lacks (updates that never reached it: lost packets, history gaps).
+    """
+
+    name: str
+    state: object  # canonical JSON form
+    applied: int
+    skip: frozenset[int] = frozenset()
+
+
+def check_views(
+    nf: NetworkFunction,
+    packets: dict[int, tuple[Packet, int]],
+    verdict_log: Iterable[tuple[int, int, int]],
+    views: list[StateView],
+    view_of_core: dict[int, int],
+) -> Equivalence:
+    """Check every view and every verdict against sequential processing.
+
+    For each view, the reference is the NF run sequentially, in sequence order, over the
+    sequenced ``packets`` (``seq -> (packet, timestamp)``) minus the view's ``skip`` set; the
+    view must equal the reference's state after ``applied``. A verdict logged by core ``c``
+    for packet ``seq`` must equal that reference's verdict for ``seq``, taking the
+    reference of view ``view_of_core[c]``. With no loss every skip set is empty and this is
+    the strict check: equal to one core processing every packet.
+    """
+    runs: dict[frozenset[int], tuple[dict[int, int], dict[int, object]]] = {}
+    for skip in {v.skip for v in views}:
+        wanted = {v.applied for v in views if v.skip == skip}
+        state = nf.new_state()
+        verdicts: dict[int, int] = {}
+        snapshots = {-1: nf.state_to_json(state)} if -1 in wanted else {}
+        for seq in sorted(packets):
+            if seq not in skip:
+                pkt, ts = packets[seq]
+                verdicts[seq] = nf.process(state, pkt, ts)
+            if seq in wanted:
+                snapshots[seq] = nf.state_to_json(state)
+        runs[skip] = (verdicts, snapshots)
+
+    result = Equivalence()
+    for seq, core, verdict in verdict_log:
+        result.packets_checked += 1
+        view = views[view_of_core[core]] if core in view_of_core else None
+        expected = runs[view.skip][0].get(seq) if view is not None else None
+        if verdict != expected:
+            result.verdict_mismatches.append((seq, core, verdict, expected))
+    result.diverged_replicas = [
+        v.name for v in views
+        if runs[v.skip][1].get(v.applied, _MISSING) != v.state
+    ]
+    return result
+
+
+_MISSING = object()

@@ -1,26 +1,39 @@
-"""The SCR replica worker: one process per emulated core.
+"""The NF worker: one process per emulated core, for every strategy.
 
-Each worker receives the SCR frames of its core port (like a NIC RX queue), keeps a private
-replica of the NF state and, for each frame:
+Each worker receives the frames of its core port (like a NIC RX queue, bounded by
+``--rcvbuf``: an overloaded core drops frames, which the kernel counts) and runs the NF on
+them. What a core does with a frame depends on the strategy (``--strategy``):
 
-1. validates the SCR header and parses the original packet, and drops the frame, counted
-   by reason, if either is malformed or not meant for this core; a dropped frame never
-   touches the state;
-2. fast-forwards the replica: applies ``nf.update`` to each history record, oldest first,
-   whose sequence number it has not applied yet (records cover ``seq-count .. seq-1``);
-3. runs ``nf.process`` on its own packet, then the NF's compute cost (``spin(work)``);
-4. forwards a passing packet (the original frame, SCR header stripped) back to the switch,
-   which sends it to the sink.
+* ``scr`` (and ``single``, which is SCR on one core): the core keeps a private replica of
+  the NF state. For each SCR frame it
 
-If the first record is newer than the next unapplied sequence number, updates were lost
-(the packets that carried them never arrived): the worker counts them in ``gap_records``
-and carries on; ``sequence-equivalence`` then fails for this replica, as it must.
+  1. validates the SCR header and parses the original packet, and drops the frame, counted
+     by reason, if either is malformed or not meant for this core; a dropped frame never
+     touches the state;
+  2. fast-forwards the replica: applies ``nf.update`` to each history record, oldest first,
+     whose sequence number it has not applied yet (records cover ``seq-count .. seq-1``);
+  3. runs ``nf.process`` on its own packet, then the NF's stateless compute (``spin(work)``);
+  4. forwards a passing packet (the original frame, SCR header stripped) to the sink.
 
-A STOP frame carries the last N-1 records: the worker fast-forwards over them, so every
-replica ends at the same sequence number, writes its results and exits.
+  If the first record is newer than the next unapplied sequence number, updates were lost
+  (the packets that carried them never arrived): the worker records the missing range in
+  ``gaps`` and carries on; the oracle then knows exactly which updates this replica lacks.
+* ``lock``: frames arrive round-robin with an empty history; the state is one
+  :class:`~nfs.shared_state.SharedTable` in shared memory shared by all cores, and each
+  packet's transition runs under that key's lock. When the key's state was last written by
+  another core, the core also pays ``--transfer-work`` spin rounds inside the lock: the
+  cache-line transfer that real shared state costs on a multicore CPU, which separate
+  Python processes on two CPUs would not show by themselves (see the README's caveats).
+* ``shard``: the switch's RSS hash picks the core, so every packet of one key comes here;
+  the frame is the original one with a trailer carrying the sequencer's number and clock.
+  The core owns its shard of the state privately.
 
-Results (in ``--out``): ``core<i>.json`` (counters, final state, last applied sequence
-number, first/last packet time) and ``core<i>_log.csv`` (``seq,trace_id,verdict`` per packet).
+A STOP frame ends the run: an SCR core fast-forwards over its last records first, so every
+replica ends at the same sequence number; then the worker writes its results and exits.
+
+Results (in ``--out``): ``core<i>.json`` (counters, final state or shard, last applied
+sequence number, missing ranges, socket drops, first/last packet time) and
+``core<i>_log.csv`` (``seq,trace_id,verdict`` per packet processed).
 
 Run: ``python -m nfs.worker --iface nf-eth0 --core 0 --cores 4 --nf ddos --out DIR``.
 """
@@ -40,6 +53,9 @@ from nfs.base import PASS, NetworkFunction, spin
 from nfs.packet import parse
 from sequencer import header as h
 from sequencer.dataplane import (
+    ETH_P_ALL,
+    SOCKET_BUFFER,
+    DropCounter,
     announce_ready,
     cpu_seconds,
     open_socket,
@@ -47,16 +63,20 @@ from sequencer.dataplane import (
     write_json,
 )
 
+STRATEGIES = ("scr", "lock", "shard", "single")
+MAX_GAPS_LOGGED = 100_000
 
-class Replica:
-    """One core's state replica and its SCR bookkeeping (no sockets: unit-testable)."""
+
+class Core:
+    """What every strategy's core keeps: counters, the per-packet log, timing."""
+
+    strategy = ""
 
     def __init__(self, nf: NetworkFunction, core: int, n_cores: int):
         self.nf = nf
         self.core = core
         self.n_cores = n_cores
-        self.state = nf.new_state()
-        self.applied = -1  # highest sequence number whose update is in the state
+        self.applied = -1  # highest sequence number whose update this core has seen
         self.stats: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
         self.log_seq = array("q")
@@ -64,11 +84,69 @@ class Replica:
         self.log_verdict = array("b")
         self.first_ns = self.last_ns = 0
         self.stopped = False
+        self.rx_dropped = 0
+
+    def handle(self, frame: bytes) -> bytes | None:
+        """Handle one frame; return the packet to forward, or None."""
+        raise NotImplementedError
+
+    def _done(self, seq: int, trace_id: int, verdict: int, out: bytes) -> bytes | None:
+        """Log a processed packet, pay the NF's stateless compute, return what to forward."""
+        spin(self.nf.work, seq)
+        self.log_seq.append(seq)
+        self.log_trace.append(trace_id)
+        self.log_verdict.append(verdict)
+        self.stats["processed"] += 1
+        if verdict == PASS:
+            self.stats["passed"] += 1
+            return out
+        self.stats["dropped"] += 1
+        return None
+
+    def state_json(self):
+        """The state this core holds, as canonical JSON (None when it holds none)."""
+        return None
+
+    def results(self) -> dict:
+        return {
+            "core": self.core,
+            "n_cores": self.n_cores,
+            "strategy": self.strategy,
+            "applied": self.applied,
+            "stopped_by_marker": self.stopped,
+            "stats": dict(self.stats),
+            "malformed": dict(self.malformed),
+            "malformed_total": sum(self.malformed.values()),
+            "rx_dropped": self.rx_dropped,
+            "cpu_s": cpu_seconds(),
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "state": self.state_json(),
+        }
+
+    def write_results(self, out_dir: Path) -> None:
+        with open(out_dir / f"core{self.core}_log.csv", "w") as f:
+            f.write("seq,trace_id,verdict\n")
+            f.writelines(
+                f"{s},{t},{v}\n"
+                for s, t, v in zip(self.log_seq, self.log_trace, self.log_verdict, strict=True)
+            )
+        write_json(out_dir / f"core{self.core}.json", self.results())
+
+
+class Replica(Core):
+    """An SCR core: a private state replica, fast-forwarded over the history."""
+
+    strategy = "scr"
+
+    def __init__(self, nf: NetworkFunction, core: int, n_cores: int):
+        super().__init__(nf, core, n_cores)
+        self.state = nf.new_state()
+        self.gaps: list[tuple[int, int]] = []  # inclusive ranges of updates never received
         self._unpack_record = nf.record_format.unpack_from
         self._record_size = nf.record_size
 
     def handle(self, frame: bytes) -> bytes | None:
-        """Handle one frame; return the packet to forward, or None."""
         try:
             hdr = h.unpack_header(frame)
             if hdr.slot != self.core or hdr.n_cores != self.n_cores:
@@ -93,21 +171,14 @@ class Replica:
             return None
         verdict = self.nf.process(self.state, pkt, hdr.timestamp_ns)
         self.applied = seq
-        spin(self.nf.work, seq)
-        self.log_seq.append(seq)
-        self.log_trace.append(pkt.trace_id)
-        self.log_verdict.append(verdict)
-        self.stats["processed"] += 1
-        if verdict == PASS:
-            self.stats["passed"] += 1
-            return frame[inner:]
-        self.stats["dropped"] += 1
-        return None
+        return self._done(seq, pkt.trace_id, verdict, frame[inner:])
 
     def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
-        """Apply the records of ``first .. seq-1`` not yet applied; count missing ones."""
+        """Apply the records of ``first .. seq-1`` not yet applied; note missing ones."""
         if first > self.applied + 1:
             self.stats["gap_records"] += first - self.applied - 1
+            if len(self.gaps) < MAX_GAPS_LOGGED:
+                self.gaps.append((self.applied + 1, first - 1))
         update, unpack, state = self.nf.update, self._unpack_record, self.state
         size = self._record_size
         start = max(first, self.applied + 1)  # records before it are in the state already
@@ -122,52 +193,140 @@ class Replica:
         number up to ``applied`` was fast-forwarded, processed here, or lost in a gap."""
         return self.applied + 1 - self.stats["processed"] - self.stats["gap_records"]
 
+    def state_json(self):
+        return self.nf.state_to_json(self.state)
+
     def results(self) -> dict:
-        return {
-            "core": self.core,
-            "n_cores": self.n_cores,
-            "applied": self.applied,
-            "stopped_by_marker": self.stopped,
-            "stats": {**self.stats, "fast_forwarded": self.fast_forwarded},
-            "malformed": dict(self.malformed),
-            "malformed_total": sum(self.malformed.values()),
-            "cpu_s": cpu_seconds(),
-            "first_ns": self.first_ns,
-            "last_ns": self.last_ns,
-            "state": self.nf.state_to_json(self.state),
-        }
-
-    def write_results(self, out_dir: Path) -> None:
-        with open(out_dir / f"core{self.core}_log.csv", "w") as f:
-            f.write("seq,trace_id,verdict\n")
-            f.writelines(
-                f"{s},{t},{v}\n"
-                for s, t, v in zip(self.log_seq, self.log_trace, self.log_verdict, strict=True)
-            )
-        write_json(out_dir / f"core{self.core}.json", self.results())
+        results = super().results()
+        results["stats"]["fast_forwarded"] = self.fast_forwarded
+        results["gaps"] = self.gaps
+        return results
 
 
-def run(replica: Replica, iface: str) -> None:
+class LockCore(Core):
+    """A ``lock`` core: no replica; every transition runs on the shared table, locked."""
+
+    strategy = "lock"
+
+    def __init__(self, nf: NetworkFunction, core: int, n_cores: int, table,
+                 transfer_work: int = 0):
+        super().__init__(nf, core, n_cores)
+        if transfer_work < 0:
+            raise ValueError("transfer work must be >= 0")
+        self.table = table
+        self.transfer_work = transfer_work
+        # The state's cache line comes over from the core that wrote it last.
+        self._transfer = (lambda: spin(transfer_work)) if transfer_work else None
+
+    def handle(self, frame: bytes) -> bytes | None:
+        try:
+            hdr = h.unpack_header(frame)
+            if hdr.slot != self.core or hdr.n_cores != self.n_cores:
+                raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
+            if hdr.count:
+                raise h.MalformedFrame("bad_header", f"{hdr.count} history records")
+            stop = hdr.flags & h.FLAG_STOP
+            pkt = None if stop else parse(frame, h.PAYLOAD_OFFSET)
+        except h.MalformedFrame as err:
+            self.malformed[err.reason] += 1
+            return None
+        if stop:
+            self.stopped = True
+            return None
+        seq = hdr.seq
+        if seq <= self.applied:
+            self.malformed["stale_seq"] += 1
+            return None
+        nf = self.nf
+        fields = nf.record(pkt, hdr.timestamp_ns)
+        old, new, moved = self.table.transact(
+            nf.key(fields), lambda value: nf.apply(value, fields), self.core, self._transfer)
+        self.stats["moved"] += moved
+        self.applied = seq
+        return self._done(seq, pkt.trace_id, nf.verdict(old, new, fields),
+                          frame[h.PAYLOAD_OFFSET:])
+
+
+class ShardCore(Core):
+    """A ``shard`` core: owns the keys the switch's hash sends it, in a private dict."""
+
+    strategy = "shard"
+
+    def __init__(self, nf: NetworkFunction, core: int, n_cores: int):
+        super().__init__(nf, core, n_cores)
+        self.state = nf.new_state()
+
+    def handle(self, frame: bytes) -> bytes | None:
+        try:
+            if frame[12:14] == _ETH_P_SCR_BYTES:
+                hdr = h.unpack_header(frame)
+                if not hdr.flags & h.FLAG_STOP:
+                    raise h.MalformedFrame("unexpected_scr", "shard cores get no SCR frames")
+                self.stopped = True
+                return None
+            seq, ts = h.unpack_trailer(frame)
+            inner = frame[: -h.TRAILER_SIZE]
+            pkt = parse(inner)
+        except h.MalformedFrame as err:
+            self.malformed[err.reason] += 1
+            return None
+        if seq <= self.applied:
+            self.malformed["stale_seq"] += 1
+            return None
+        verdict = self.nf.process(self.state, pkt, ts)
+        self.applied = seq
+        return self._done(seq, pkt.trace_id, verdict, inner)
+
+    def state_json(self):
+        return self.nf.state_to_json(self.state)
+
+
+_ETH_P_SCR_BYTES = h.ETH_P_SCR.to_bytes(2, "big")
+
+
+def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
     """Receive and handle frames until a STOP frame or a stop signal."""
-    sock = open_socket(iface, h.ETH_P_SCR)
-    recv, send, handle, clock = sock.recv, sock.send, replica.handle, time.monotonic_ns
+    ethertype = ETH_P_ALL if core.strategy == "shard" else h.ETH_P_SCR
+    sock = open_socket(iface, ethertype, rcvbuf)
+    drops = DropCounter(sock)
+    recv, send, handle, clock = sock.recv, sock.send, core.handle, time.monotonic_ns
     announce_ready()
     try:
         frame = recv(65535)
-        replica.first_ns = clock()
+        core.first_ns = clock()
         while True:
             out = handle(frame)
             if out is not None:
                 try:
                     send(out)
                 except OSError:
-                    replica.stats["tx_errors"] += 1
-            if replica.stopped:
+                    core.stats["tx_errors"] += 1
+            if core.stopped:
                 break
-            replica.last_ns = clock()
+            core.last_ns = clock()
             frame = recv(65535)
     finally:
+        core.rx_dropped = drops.read()
         sock.close()
+
+
+def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
+              table_path: Path | None = None, transfer_work: int = 0) -> Core:
+    """The core object of ``strategy``; ValueError for a bad combination."""
+    if strategy in ("scr", "single"):
+        if strategy == "single" and n_cores != 1:
+            raise ValueError("the single strategy runs on exactly one core")
+        return Replica(nf, core, n_cores)
+    if strategy == "shard":
+        return ShardCore(nf, core, n_cores)
+    if strategy == "lock":
+        if table_path is None:
+            raise ValueError("the lock strategy needs --table (the shared state's file)")
+        from nfs.shared_state import SharedTable  # only lock cores need it
+
+        table = SharedTable(table_path, nf.key_format, nf.value_format)
+        return LockCore(nf, core, n_cores, table, transfer_work)
+    raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,13 +336,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, required=True, help="number of cores N")
     parser.add_argument("--nf", required=True, choices=sorted(NF_CLASSES))
     parser.add_argument("--nf-params", default="{}", help="NF parameters as JSON")
+    parser.add_argument("--strategy", default="scr", choices=STRATEGIES)
+    parser.add_argument("--table", type=Path, help="shared state file (lock strategy)")
+    parser.add_argument("--transfer-work", type=int, default=0,
+                        help="lock: spin rounds when a key's state moved from another core")
+    parser.add_argument("--rcvbuf", type=int, default=SOCKET_BUFFER,
+                        help="receive queue in bytes (the core's RX ring)")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
     if not 0 <= args.core < args.cores:
         parser.error(f"--core must be in 0..{args.cores - 1}")
-    replica = Replica(make_nf(args.nf, **json.loads(args.nf_params)), args.core, args.cores)
-    return run_until_stopped(lambda: run(replica, args.iface),
-                             lambda: replica.write_results(args.out))
+    if args.rcvbuf < 4096:
+        parser.error("--rcvbuf must be >= 4096 bytes")
+    try:
+        nf = make_nf(args.nf, **json.loads(args.nf_params))
+        core = make_core(args.strategy, nf, args.core, args.cores, args.table,
+                         args.transfer_work)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"worker: {err}\n")
+    return run_until_stopped(lambda: run(core, args.iface, args.rcvbuf),
+                             lambda: core.write_results(args.out))
 
 
 if __name__ == "__main__":

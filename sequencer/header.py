@@ -21,7 +21,13 @@ Two faces of the same format, tested byte for byte against each other:
 
 * a ``struct`` codec (``pack_header``/``unpack_header``/``encode``/``decode``) for the hot
   path of the shim and the workers;
-* Scapy layers (``SCR``) for dissection, tests and users poking at pcaps.
+* Scapy layers (``SCR``, in ``sequencer.scapy_scr``, loaded on first use of ``SCR``)
+  for dissection, tests and users poking at pcaps.
+
+The ``shard`` strategy needs no history and must leave the frame parseable by the switch
+(its RSS hash reads the IPv4/TCP fields), so there the sequencer appends a 14-byte *trailer*
+after the frame instead: ``| frame | seq (u32) | timestamp (u64) | magic 0x5CAF (u16) |``.
+IPv4's total length tells where the packet ends, so the trailer changes nothing for IP.
 
 Caveat: the sequence number is 32 bits and wraps after 4 G packets; runs here are far shorter.
 """
@@ -30,20 +36,6 @@ from __future__ import annotations
 
 import struct
 from typing import NamedTuple
-
-from scapy.fields import (
-    ByteField,
-    FieldLenField,
-    FieldListField,
-    FlagsField,
-    IntField,
-    LongField,
-    ShortField,
-    StrLenField,
-    XByteField,
-)
-from scapy.layers.l2 import Ether
-from scapy.packet import Packet, bind_layers
 
 ETH_P_SCR = 0x88B5  # IEEE 802 "local experimental ethertype 1"
 ETH_P_IP = 0x0800
@@ -65,6 +57,11 @@ SCR_OFFSET = ETH_HEADER.size
 PAYLOAD_OFFSET = ETH_HEADER.size + SCR_HEADER.size  # first history record
 
 SEQ_MODULUS = 1 << 32
+
+#: seq, timestamp (ns), magic: the shard strategy's trailer after the original frame
+SCR_TRAILER = struct.Struct("!IQH")
+TRAILER_MAGIC = 0x5CAF
+TRAILER_SIZE = SCR_TRAILER.size
 
 
 class MalformedFrame(ValueError):
@@ -162,32 +159,28 @@ def decode(frame: bytes) -> tuple[ScrHeader, list[bytes], bytes]:
     return header, records, frame[PAYLOAD_OFFSET + header.count * size :]
 
 
-# --- Scapy face ------------------------------------------------------------------------
+def pack_trailer(seq: int, timestamp_ns: int) -> bytes:
+    """The 14-byte trailer the shard strategy appends to a frame."""
+    return SCR_TRAILER.pack(seq % SEQ_MODULUS, timestamp_ns, TRAILER_MAGIC)
 
 
-class SCR(Packet):
-    """Scapy layer of the SCR header and its history records (opaque byte strings)."""
-
-    name = "SCR"
-    fields_desc = [
-        XByteField("magic", SCR_MAGIC),
-        ByteField("version", SCR_VERSION),
-        FlagsField("flags", 0, 8, ["STOP"]),
-        FieldLenField("count", None, count_of="history", fmt="B"),
-        ShortField("record_size", 0),
-        ByteField("slot", 0),
-        ByteField("n_cores", 1),
-        IntField("seq", 0),
-        LongField("timestamp_ns", 0),
-        FieldListField(
-            "history",
-            [],
-            StrLenField("record", b"", length_from=lambda pkt: pkt.record_size),
-            count_from=lambda pkt: pkt.count,
-            max_count=MAX_CORES,  # Scapy's default cap (100) is below what the format allows
-        ),
-    ]
+def unpack_trailer(frame: bytes) -> tuple[int, int]:
+    """``(seq, timestamp_ns)`` from the trailer at the end of ``frame``; the original frame is
+    ``frame[:-TRAILER_SIZE]``. MalformedFrame if there is no trailer."""
+    if len(frame) < ETH_HEADER.size + TRAILER_SIZE:
+        raise MalformedFrame("truncated", f"{len(frame)} bytes")
+    seq, ts, magic = SCR_TRAILER.unpack_from(frame, len(frame) - TRAILER_SIZE)
+    if magic != TRAILER_MAGIC:
+        raise MalformedFrame("bad_trailer", f"magic {magic:#x}")
+    return seq, ts
 
 
-bind_layers(Ether, SCR, type=ETH_P_SCR)
-bind_layers(SCR, Ether)
+def __getattr__(name: str):
+    """``SCR``, the Scapy layer, is loaded on first use: importing Scapy costs ~0.7 s of CPU,
+    which every data-path process (and every emulated core, under its CPU quota) would pay
+    at start-up for a layer it never uses."""
+    if name == "SCR":
+        from sequencer.scapy_scr import SCR
+
+        return SCR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

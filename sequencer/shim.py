@@ -19,6 +19,15 @@ On exit it writes ``shim.json`` (counters) and ``sequenced.csv`` (``seq,trace_id
 which trace packet got which sequence number and timestamp), from which the correctness
 oracle replays the exact order.
 
+Every strategy's packets go through the shim, so that all strategies pay the same
+infrastructure cost and all get the sequencer's order and clock (``--strategy``):
+
+* ``scr`` (and ``single``, one core): as above;
+* ``lock``: round-robin spray with an empty history (the cores share one state instead);
+* ``shard``: no spray and no history: the original frame leaves with a 14-byte trailer
+  (sequence number, timestamp) so that the switch's RSS hash can still read its IPv4 and
+  TCP fields. STOP frames are SCR frames, one per core slot, in every mode.
+
 Run: ``python -m sequencer.shim --in-iface seq-eth0 --out-iface seq-eth1 --cores 4 --nf ddos``.
 Caveat: one Python process, so it is a bottleneck candidate; ``tx_errors`` counts sends the
 kernel refused (full socket buffer) and the fidelity check must watch it.
@@ -40,6 +49,7 @@ from nfs.packet import parse
 from sequencer import header as h
 from sequencer.dataplane import (
     ETH_P_ALL,
+    DropCounter,
     announce_ready,
     cpu_seconds,
     open_socket,
@@ -48,24 +58,32 @@ from sequencer.dataplane import (
 )
 
 MALFORMED_SAMPLES = 5
+STRATEGIES = ("scr", "lock", "shard", "single")
 
 
 class Sequencer:
     """The shim's logic without sockets: frames in, SCR frames out (unit-testable)."""
 
-    def __init__(self, nf: NetworkFunction, n_cores: int):
+    def __init__(self, nf: NetworkFunction, n_cores: int, strategy: str = "scr"):
         if not 1 <= n_cores <= h.MAX_CORES:
             raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
         self.nf = nf
         self.n_cores = n_cores
+        self.strategy = strategy
         self.next_seq = 0
-        self.ring: deque[bytes] = deque(maxlen=n_cores - 1)
+        history = n_cores - 1 if strategy in ("scr", "single") else 0
+        self.ring: deque[bytes] = deque(maxlen=history)
+        if strategy == "shard":
+            self.sequence = self._stamp  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
         self.trace_ids = array("q")  # by sequence number
         self.timestamps = array("q")
         self.malformed: Counter[str] = Counter()
         self.malformed_samples: list[str] = []  # the first few, as hex, for debugging
         self.stops = 0
+        self.rx_dropped = 0  # frames the kernel dropped at ingress (a full socket queue)
 
     def sequence(self, frame: bytes, ts: int) -> tuple[int, bytes]:
         """Sequence one ingress frame: ``(slot, SCR frame)``; MalformedFrame if it is bad."""
@@ -90,6 +108,15 @@ class Sequencer:
         self.trace_ids.append(pkt.trace_id)
         self.timestamps.append(ts)
         return slot, out
+
+    def _stamp(self, frame: bytes, ts: int) -> tuple[int, bytes]:
+        """The shard form of ``sequence``: the frame plus a trailer, no slot (-1)."""
+        pkt = parse(frame)
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.trace_ids.append(pkt.trace_id)
+        self.timestamps.append(ts)
+        return -1, frame + h.SCR_TRAILER.pack(seq % h.SEQ_MODULUS, ts, h.TRAILER_MAGIC)
 
     def stop_frames(self, ts: int) -> list[bytes]:
         """One STOP frame per core, carrying the last N-1 records (no packet)."""
@@ -120,6 +147,7 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
     """The hot loop: receive on ``in_iface``, send on ``out_iface`` until stopped."""
     rx = open_socket(in_iface, ETH_P_ALL)
     tx = open_socket(out_iface, None)
+    drops = DropCounter(rx)
     recv, send, sequence, clock = rx.recv, tx.send, seq.sequence, time.monotonic_ns
     announce_ready()
     try:
@@ -139,6 +167,7 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
             except OSError:
                 stats["tx_errors"] += 1
     finally:
+        seq.rx_dropped = drops.read()
         rx.close()
         tx.close()
 
@@ -157,6 +186,8 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
             "malformed_samples": seq.malformed_samples,
             "stop_markers": seq.stops,
             "tx_errors": stats["tx_errors"],
+            "rx_dropped": seq.rx_dropped,
+            "strategy": seq.strategy,
             "cpu_s": cpu_seconds(),
         },
     )
@@ -169,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, required=True, help="number of cores N")
     parser.add_argument("--nf", required=True, choices=sorted(NF_CLASSES))
     parser.add_argument("--nf-params", default="{}", help="NF parameters as JSON")
+    parser.add_argument("--strategy", default="scr", choices=STRATEGIES)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
-    seq = Sequencer(make_nf(args.nf, **json.loads(args.nf_params)), args.cores)
+    seq = Sequencer(make_nf(args.nf, **json.loads(args.nf_params)), args.cores, args.strategy)
     stats: Counter = Counter()
     return run_until_stopped(lambda: run(seq, args.in_iface, args.out_iface, stats),
                              lambda: write_results(seq, stats, args.out))

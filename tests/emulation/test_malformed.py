@@ -48,7 +48,7 @@ def test_worker_counts_and_drops_malformed_frames(tmp_path, trace_path, trace_fr
     with Testbed(config, tmp_path) as bed:
         bed.inject(bed.plan.core_port(0), [f for frames in bad.values() for f in frames])
         bed.send_trace(trace_path)
-    result = collect(config, trace_path, tmp_path, bed.ovs_cpu_s)
+    result = collect(config, trace_path, tmp_path, bed.window)
     core0 = (tmp_path / "core0.json").read_text()
     for reason, frames in bad.items():
         assert f'"{reason}": {len(frames)}' in core0

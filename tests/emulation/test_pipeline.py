@@ -57,7 +57,7 @@ def test_controller_installs_the_dispatch_pipeline(tmp_path, trace_path, trace_f
         while sum(spray_counts()) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
         assert sum(spray_counts()) == expected
-    result = collect(bed.config, trace_path, tmp_path, bed.ovs_cpu_s)
+    result = collect(bed.config, trace_path, tmp_path, bed.window)
     assert result["sequenced"] == len(trace_frames)
 
 

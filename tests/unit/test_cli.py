@@ -10,31 +10,39 @@ import pytest
 
 from experiments.results import REPO_ROOT
 
-SWEEP = str(REPO_ROOT / "experiments" / "skew_sweep.py")
+SWEEPS = [str(REPO_ROOT / "experiments" / f"{name}.py") for name in ("skew_sweep", "core_sweep")]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60)
 
 
-def test_skew_sweep_help_documents_every_flag():
-    result = run(SWEEP, "--help")
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_sweep_help_documents_every_flag(sweep):
+    result = run(sweep, "--help")
     assert result.returncode == 0
-    for flag in ("--nf", "--skews", "--cores", "--rate", "--packets", "--flows", "--work",
-                 "--seed", "--quick", "--results-dir"):
+    for flag in ("--nf", "--strategies", "--skews", "--cores", "--mode", "--rate",
+                 "--max-rate", "--threshold", "--duration", "--flows", "--work",
+                 "--state-work", "--core-share", "--transfer-work", "--seed", "--quick",
+                 "--results-dir"):
         assert flag in result.stdout
 
 
+@pytest.mark.parametrize("sweep", SWEEPS)
 @pytest.mark.parametrize(("argv", "message"), [
     (["--rate", "-5"], "must be > 0"),
     (["--cores", "0"], "must be >= 1"),
     (["--skews", "-1"], "must be >= 0"),
     (["--nf", "nope"], "invalid choice"),
-    (["--work", "-1"], "--work must be >= 0"),
-    (["--packets", "many"], "invalid positive_int value"),
+    (["--strategies", "magic"], "invalid choice"),
+    (["--work", "-1"], "must be >= 0"),
+    (["--duration", "soon"], "invalid positive_float value"),
+    (["--threshold", "1.5"], "must be in [0, 1)"),
+    (["--core-share", "0.05"], "the quota must be >= 1 ms"),
+    (["--core-share", "3"], "--core-share must be at most 1"),
 ])
-def test_skew_sweep_rejects_bad_flags_in_one_line(argv, message):
-    result = run(SWEEP, *argv)
+def test_sweep_rejects_bad_flags_in_one_line(sweep, argv, message):
+    result = run(sweep, *argv)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert message in last and "Traceback" not in result.stderr

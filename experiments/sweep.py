@@ -1,0 +1,366 @@
+"""The sweep engine behind ``skew_sweep.py`` and ``core_sweep.py``.
+
+A sweep runs every combination of NF x strategy x core count x flow skew (``single`` only
+at one core) and measures each point's throughput:
+
+* ``--mode mlffr`` (default): the maximum loss-free forwarding rate by search
+  (``experiments.mlffr``), each step a trial (``experiments.trial``) on a fresh network;
+* ``--mode fixed``: one trial at ``--rate``; the throughput is the rate the cores delivered.
+
+Every trial is checked against sequential processing (``check_equivalent``: every verdict
+and every state equal to one core processing the same packets in the sequencer's order,
+given the packets the run lost) and watched by the fidelity monitor (``faithful``,
+``bottleneck``). A point is faithful when its reported trial was. It writes
+``results/<kind>/<timestamp>/`` with ``config.json``, ``results.csv`` (one row per point,
+appended as points finish; Ctrl-C keeps them), ``trials.csv`` (one row per trial), the
+traces, every trial's folder, the plots (``experiments.plotting``, from the CSV) and a table.
+
+Caveat: see the README: two CPUs, emulated cores, infrastructure limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from experiments.mlffr import DEFAULT_THRESHOLD, find_mlffr
+from experiments.plotting import plot_run
+from experiments.preflight import EnvironmentProblem, check_environment
+from experiments.results import CsvLog, new_run_dir, write_config
+from experiments.traffic import TraceSpec, flow_shares, make_trace, write_pcap
+from experiments.trial import TrialConfig, TrialError, run_trial
+from nfs import NF_CLASSES
+from nfs.worker import STRATEGIES
+
+COLUMNS = [
+    "nf", "strategy", "cores", "skew", "top_flow_share", "mode", "throughput_pps",
+    "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
+    "check_strict", "search_steps", "rates_tried", "ceiling", "per_core", "lost_updates",
+    "busy", "machine_idle", "trial", "seconds", "error",
+]
+TRIAL_COLUMNS = [
+    "nf", "strategy", "cores", "skew", "target_pps", "offered_pps", "delivered_pps", "loss",
+    "sent", "processed", "core_rx_dropped", "per_core", "faithful", "bottleneck",
+    "check_equivalent", "check_strict", "check_verdict_mismatches",
+    "check_diverged_replicas", "lost_updates", "malformed_shim", "malformed_cores",
+    "span_s", "trial", "error",
+]
+ALL = "all"
+
+# --- Defaults, chosen with experiments/bench_datapath.py (see the README) -------------
+#: Stateless compute per packet (spin rounds, ~74 ns each here) and the stateful part paid
+#: per state transition (SCR pays it again for every history record: the model's c).
+DEFAULT_WORK = 1500
+DEFAULT_STATE_WORK = 20
+#: Each emulated core: 0.1 of a CPU (1 ms every 10 ms).
+DEFAULT_CORE_SHARE = 0.1
+#: lock: the cost of fetching state another core wrote last (a cache-line transfer).
+DEFAULT_TRANSFER_WORK = 300
+#: The first probe of a search: this many packets/s per core, capped by --max-rate.
+PROBE_PER_CORE = 700.0
+MIN_TRIAL_PACKETS = 800
+
+
+@dataclass(frozen=True)
+class Point:
+    nf: str
+    strategy: str
+    cores: int
+    skew: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}"
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def build_parser(prog: str, description: str, defaults: dict,
+                 quick: dict) -> argparse.ArgumentParser:
+    """The flags both sweeps share; ``defaults`` and ``quick`` differ per sweep."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--nf", nargs="+", choices=[*sorted(NF_CLASSES), ALL],
+                        default=defaults["nf"], help=f"network functions ('{ALL}': every one)")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES,
+                        default=defaults["strategies"], help="how the cores share the state")
+    parser.add_argument("--cores", type=positive_int, nargs="+", default=defaults["cores"],
+                        help="core counts (single always runs on 1)")
+    parser.add_argument("--skews", type=non_negative_float, nargs="+",
+                        default=defaults["skews"], help="Zipf exponents of the flow sizes")
+    parser.add_argument("--mode", choices=("mlffr", "fixed"), default=defaults["mode"],
+                        help="search the max loss-free rate, or one trial at --rate")
+    parser.add_argument("--rate", type=positive_float, default=3000.0,
+                        help="fixed mode: offered packets/s")
+    parser.add_argument("--max-rate", type=positive_float, default=6000.0,
+                        help="mlffr mode: highest rate a search probes")
+    parser.add_argument("--threshold", type=fraction, default=DEFAULT_THRESHOLD,
+                        help="mlffr mode: loss a passing rate may have")
+    parser.add_argument("--precision", type=fraction, default=defaults["precision"],
+                        help="mlffr mode: stop when pass and fail rates are this close")
+    parser.add_argument("--max-steps", type=positive_int, default=defaults["max_steps"],
+                        help="mlffr mode: trials per point at most")
+    parser.add_argument("--duration", type=positive_float, default=defaults["duration"],
+                        help="seconds of traffic per trial")
+    parser.add_argument("--flows", type=positive_int, default=200,
+                        help="background flows per trace")
+    parser.add_argument("--work", type=non_negative_int, default=DEFAULT_WORK,
+                        help="stateless compute per packet (rounds of nfs.base.spin, "
+                             "~74 ns each here)")
+    parser.add_argument("--state-work", type=non_negative_int, default=DEFAULT_STATE_WORK,
+                        help="compute per state transition (SCR pays it per history record)")
+    parser.add_argument("--core-share", type=positive_float, default=DEFAULT_CORE_SHARE,
+                        help="CPU quota of each emulated core, fraction of one CPU")
+    parser.add_argument("--transfer-work", type=non_negative_int, default=DEFAULT_TRANSFER_WORK,
+                        help="lock: spin rounds when a key's state was last written by "
+                             "another core (0: no coherence cost)")
+    parser.add_argument("--seed", type=int, default=1, help="trace seed")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a short sweep for a first look: {quick} (overrides those flags)")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where <kind>/<timestamp> folders go (default: results/ in "
+                             "the repository)")
+    return parser
+
+
+def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                quick: dict) -> argparse.Namespace:
+    if args.quick:
+        for key, value in quick.items():
+            setattr(args, key, value)
+    if ALL in args.nf:
+        args.nf = sorted(NF_CLASSES)
+    if args.core_share > 1:
+        parser.error("--core-share must be at most 1 (one CPU)")
+    try:
+        TrialConfig(core_share=args.core_share)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def points(args: argparse.Namespace) -> list[Point]:
+    out = []
+    for nf in args.nf:
+        for skew in args.skews:
+            for strategy in args.strategies:
+                counts = [1] if strategy == "single" else args.cores
+                out += [Point(nf, strategy, cores, skew) for cores in counts]
+    return list(dict.fromkeys(out))
+
+
+def nf_params(args: argparse.Namespace) -> dict:
+    return {"work": args.work, "state_work": args.state_work}
+
+
+class Sweep:
+    """Runs the points of one sweep into one results folder."""
+
+    def __init__(self, kind: str, args: argparse.Namespace):
+        self.kind = kind
+        self.args = args
+        self.points = points(args)
+        self.run_dir = new_run_dir(kind, args.results_dir)
+        write_config(self.run_dir, vars(args), points=len(self.points))
+        self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
+        self.trials = CsvLog(self.run_dir / "trials.csv", TRIAL_COLUMNS)
+        self.rows: list[dict] = []
+        self.traces: dict[float, Path] = {}
+        self.per_core: dict[str, float] = {}  # best throughput per core seen, per NF
+
+    def trace(self, skew: float) -> Path:
+        """One trace per skew, long enough for the longest trial."""
+        if skew not in self.traces:
+            a = self.args
+            longest = a.rate if a.mode == "fixed" else a.max_rate
+            packets = max(MIN_TRIAL_PACKETS, math.ceil(longest * a.duration) + 1)
+            spec = TraceSpec(packets=packets, flows=a.flows, skew=skew, seed=a.seed)
+            path = self.run_dir / "traces" / f"skew{skew:g}.pcap"
+            path.parent.mkdir(exist_ok=True)
+            write_pcap(path, make_trace(spec), longest)
+            self.traces[skew] = path
+        return self.traces[skew]
+
+    def trial(self, point: Point, rate: float, bar: tqdm) -> dict:
+        a = self.args
+        count = max(MIN_TRIAL_PACKETS, math.ceil(rate * a.duration))
+        config = TrialConfig(
+            nf=point.nf, nf_params=nf_params(a), cores=point.cores, rate_pps=rate,
+            strategy=point.strategy, packets=count, core_share=a.core_share,
+            transfer_work=a.transfer_work)
+        trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
+        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
+               "skew": point.skew, "target_pps": round(rate, 1), "trial": str(
+                   trial_dir.relative_to(self.run_dir))}
+        try:
+            row.update(run_trial(config, self.trace(point.skew), trial_dir))
+        except TrialError as err:
+            row.update(error=str(err), loss=1.0, delivered_pps=0.0)
+        self.trials.append(row)
+        bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * row['loss']:.1f} %")
+        return row
+
+    def measure(self, point: Point, bar: tqdm) -> dict:
+        a = self.args
+        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
+               "skew": point.skew, "mode": a.mode,
+               "top_flow_share": round(flow_shares(a.flows, point.skew)[0], 3)}
+        started = time.monotonic()
+        if a.mode == "fixed":
+            best = self.trial(point, a.rate, bar)
+            steps = [(a.rate, best)]
+            throughput = best.get("delivered_pps", 0.0)
+            ceiling = False
+        else:
+            per_core = self.per_core.get(point.nf, PROBE_PER_CORE)
+            start = min(a.max_rate, max(100.0, 1.3 * per_core * point.cores))
+            search = find_mlffr(lambda rate: self.trial(point, rate, bar), start,
+                                threshold=a.threshold, precision=a.precision,
+                                max_steps=a.max_steps)
+            best, steps, throughput, ceiling = (search.best, search.steps, search.mlffr,
+                                                search.ceiling)
+            if throughput and not ceiling:
+                self.per_core[point.nf] = max(self.per_core.get(point.nf, 0.0),
+                                              throughput / point.cores)
+        errors = [r["error"] for _rate, r in steps if r.get("error")]
+        if best is None or best.get("error"):
+            row["error"] = errors[-1] if errors else "no rate passed"
+            best = best or {}
+        checks = [r.get("check_equivalent") for _rate, r in steps if not r.get("error")]
+        fid = best.get("fidelity", {})
+        row.update({
+            "throughput_pps": round(throughput, 1),
+            "offered_pps": best.get("offered_pps", ""),
+            "delivered_pps": best.get("delivered_pps", ""),
+            "loss": best.get("loss", ""),
+            "faithful": best.get("faithful", ""),
+            "bottleneck": best.get("bottleneck", ""),
+            # Every trial of the point, not only the reported one, must be equivalent.
+            "check_equivalent": all(checks) if checks else "",
+            "check_strict": best.get("check_strict", ""),
+            "search_steps": len(steps),
+            "rates_tried": [round(rate) for rate, _r in steps],
+            "ceiling": ceiling,
+            "per_core": best.get("per_core", ""),
+            "lost_updates": best.get("lost_updates", ""),
+            "busy": fid.get("busy", ""),
+            "machine_idle": fid.get("machine_idle", ""),
+            "trial": next((r["trial"] for _rate, r in steps if r is best), ""),
+            "seconds": round(time.monotonic() - started, 1),
+        })
+        return row
+
+    def run(self) -> list[dict]:
+        with tqdm(self.points, desc=self.kind, unit="point", file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for point in bar:
+                row = self.measure(point, bar)
+                self.results.append(row)
+                self.rows.append(row)
+                tqdm.write(summary_line(row), file=sys.stderr)
+        return self.rows
+
+
+def summary_line(row: dict) -> str:
+    name = f"{row['nf']:>9} {row['strategy']:>6} cores={row['cores']} skew={row['skew']:g}"
+    if row.get("error"):
+        return f"{name}: error: {row['error']}"
+    mark = "" if row["faithful"] is True else f"  NOT FAITHFUL ({row['bottleneck']})"
+    return (f"{name}: {row['throughput_pps']:.0f} pps ({row['mode']}, loss "
+            f"{100 * row['loss']:.1f} %, equivalent {row['check_equivalent']}){mark}")
+
+
+def table(rows: list[dict]) -> str:
+    headers = ["nf", "strategy", "cores", "skew", "top flow", "pps", "loss %", "faithful",
+               "equivalent", "trials"]
+    body = [
+        [r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
+         r.get("throughput_pps", "-") if not r.get("error") else "error",
+         f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
+         "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
+         r.get("check_equivalent", ""), r.get("search_steps", "")]
+        for r in rows
+    ]
+    return tabulate(body, headers=headers, tablefmt="github")
+
+
+def _sigterm_to_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def main(kind: str, args: argparse.Namespace) -> int:
+    """Run a sweep; print the table and the plots' paths. Exit 130 on Ctrl-C."""
+    try:
+        check_environment()
+    except EnvironmentProblem as err:
+        print(f"{kind}: {err}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    started = time.monotonic()
+    sweep = Sweep(kind, args)
+    print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)
+    try:
+        rows = sweep.run()
+    except KeyboardInterrupt:
+        print(f"\n{kind}: interrupted; finished points are in {sweep.run_dir / 'results.csv'}",
+              file=sys.stderr)
+        return 130
+    print()
+    print(table(rows))
+    try:
+        for path in plot_run(sweep.run_dir):
+            print(f"plot: {path}")
+    except ValueError as err:
+        print(f"{kind}: no plot: {err}", file=sys.stderr)
+    elapsed = round(time.monotonic() - started, 1)
+    print(f"results: {sweep.run_dir}  ({elapsed:.0f} s)")
+    (sweep.run_dir / "summary.json").write_text(json.dumps(
+        {"points": len(rows), "errors": sum(bool(r.get("error")) for r in rows),
+         "all_equivalent": all(r.get("check_equivalent") is True for r in rows
+                               if r["strategy"] in ("scr", "single")),
+         "unfaithful": sum(r.get("faithful") is False for r in rows),
+         "seconds": elapsed}, indent=1) + "\n")
+    return 1 if any(r.get("error") for r in rows) else 0
