@@ -108,7 +108,9 @@ def assess(before: Sample, after: Sample, *, target_pps: float, offered_pps: flo
         busy["generator"] = round(generator_busy, 3)
     total = max(after.machine_total - before.machine_total, 1e-9)
     idle = round(1 - (after.machine_busy - before.machine_busy) / total, 3)
-    port_drops = sum(after.port_drops.get(k, 0) - v for k, v in before.port_drops.items())
+    # Per port and never negative: a counter that went down (a port reset, or no reading
+    # at all) must not cancel another port's drops.
+    port_drops = sum(max(0, after.port_drops.get(k, v) - v) for k, v in before.port_drops.items())
     bottlenecks = []
     if offered_pps < thresholds.min_offered * target_pps:
         bottlenecks.append("generator")

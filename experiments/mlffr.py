@@ -20,6 +20,7 @@ above capacity can still pass. Trials of a few seconds keep that within the prec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,8 @@ def find_mlffr(
     min_rate: float = 10.0,
 ) -> Search:
     """Search the MLFFR with ``trial(rate) -> {"loss": ..., "delivered_pps": ...}``."""
+    if not (math.isfinite(start) and math.isfinite(min_rate) and min_rate > 0):
+        raise ValueError(f"start rate {start} and minimum {min_rate} must be finite and > 0")
     if start < min_rate:
         raise ValueError(f"start rate {start} is below the minimum {min_rate}")
     if not 0 <= threshold < 1 or not 0 < precision < 1 or max_steps < 1:

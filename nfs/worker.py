@@ -262,6 +262,8 @@ class ShardCore(Core):
                 hdr = h.unpack_header(frame)
                 if not hdr.flags & h.FLAG_STOP:
                     raise h.MalformedFrame("unexpected_scr", "shard cores get no SCR frames")
+                if hdr.slot != self.core or hdr.n_cores != self.n_cores:
+                    raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
                 self.stopped = True
                 return None
             seq, ts = h.unpack_trailer(frame)
