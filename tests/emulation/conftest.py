@@ -3,7 +3,8 @@
 These tests need root and a running Open vSwitch (``make test`` starts it); without them
 every test errors with the preflight's one-line message rather than passing vacuously.
 ``leftovers()`` lists what a run could have left behind: interfaces, bridges, processes
-of the testbed and Mininet host shells. It only looks; it ends nothing.
+of the testbed, Mininet host shells, the cores' CPU-quota cgroups and the lock strategy's
+shared-memory tables. It only looks; it ends nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def leftovers() -> dict[str, list[str]]:
             continue
         if any(m in cmdline for m in TESTBED_MODULES) or "mininet:" in cmdline:
             processes.append(f"{pid}: {cmdline.strip()}")
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/scr-testbed-*")]
+    shared = [str(p) for p in Path("/dev/shm").glob("scr-testbed-*")]
     return {k: v for k, v in
-            {"interfaces": interfaces, "bridges": bridges, "processes": processes}.items() if v}
+            {"interfaces": interfaces, "bridges": bridges, "processes": processes,
+             "cgroups": cgroups, "shared memory": shared}.items() if v}
 
 
 @pytest.fixture(scope="session", autouse=True)
