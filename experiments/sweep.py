@@ -64,7 +64,7 @@ DEFAULT_STATE_WORK = 20
 #: Each emulated core: 0.1 of a CPU (1 ms every 10 ms).
 DEFAULT_CORE_SHARE = 0.1
 #: lock: the cost of fetching state another core wrote last (a cache-line transfer).
-DEFAULT_TRANSFER_WORK = 300
+DEFAULT_TRANSFER_WORK = DEFAULT_WORK // 2
 #: The first probe of a search: this many packets/s per core, capped by --max-rate.
 PROBE_PER_CORE = 700.0
 MIN_TRIAL_PACKETS = 800
