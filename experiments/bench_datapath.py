@@ -79,6 +79,7 @@ from mininet.node import OVSSwitch  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from experiments.argtypes import non_negative_float, positive_int  # noqa: E402
 from experiments.generator import send_trace  # noqa: E402
 from experiments.preflight import EnvironmentProblem, check_environment  # noqa: E402
 from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
@@ -633,20 +634,6 @@ def _path_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Packets/s and CPU per packet of the testbed's infrastructure, per path.",
@@ -654,9 +641,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--paths", type=_path_name, nargs="+", default=DEFAULT_PATHS,
                         help="paths to run (ovs-shim-N for any N in 1..64)")
-    parser.add_argument("--count", type=_positive_int, default=DEFAULT_COUNT,
+    parser.add_argument("--count", type=positive_int, default=DEFAULT_COUNT,
                         help="frames sent per path")
-    parser.add_argument("--rate", type=_non_negative_float, default=0.0,
+    parser.add_argument("--rate", type=non_negative_float, default=0.0,
                         help="sender's rate in packets/s; 0 = as fast as it can")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_COUNT} frames per path (overrides --count)")

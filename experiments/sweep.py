@@ -32,6 +32,13 @@ from pathlib import Path
 from tabulate import tabulate
 from tqdm import tqdm
 
+from experiments.argtypes import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from experiments.mlffr import DEFAULT_THRESHOLD, find_mlffr
 from experiments.plotting import plot_run
 from experiments.preflight import EnvironmentProblem, check_environment
@@ -80,41 +87,6 @@ class Point:
     @property
     def name(self) -> str:
         return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}"
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def build_parser(prog: str, description: str, defaults: dict,
