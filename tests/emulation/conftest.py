@@ -20,7 +20,8 @@ from experiments.traffic import TraceSpec, make_trace, write_pcap
 from topologies.scr_topo import SWITCH
 
 TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experiments.generator",
-                   "controller.launcher", "experiments/skew_sweep.py")
+                   "controller.launcher", "experiments/skew_sweep.py",
+                   "experiments/core_sweep.py", "experiments.bench_datapath")
 
 
 def leftovers() -> dict[str, list[str]]:

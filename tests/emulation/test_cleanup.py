@@ -37,19 +37,23 @@ def test_nothing_left_after_a_failing_trial(tmp_path):
     assert leftovers() == {}
 
 
+POINT_DONE = " pps (fixed"
+
+
 def test_nothing_left_after_ctrl_c_in_a_sweep(tmp_path):
     sweep = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "experiments" / "skew_sweep.py"), "--quick",
-         "--results-dir", str(tmp_path)],
+         "--mode", "fixed", "--rate", "1000", "--results-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # like a terminal: SIGINT goes to this process alone
     )
     try:
-        # Interrupt during the second trial, with its network up.
+        # Interrupt during the second point, with its network up. The sweep prints one
+        # summary line per finished point ("... pps (fixed, ...)").
         printed = []
         for line in sweep.stdout:
             printed.append(line)
-            if line.startswith("[2/"):
+            if POINT_DONE in line:
                 break
         deadline = time.monotonic() + 30
         while SWITCH not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
@@ -66,7 +70,7 @@ def test_nothing_left_after_ctrl_c_in_a_sweep(tmp_path):
     assert "interrupted" in output
     assert leftovers() == {}
     # Every trial reported finished before the interrupt is kept in results.csv.
-    finished = output.count("equivalent:")
+    finished = output.count(POINT_DONE)
     assert finished >= 1
     results = list(Path(tmp_path, "skew_sweep").glob("*/results.csv"))
     assert len(results) == 1 and len(results[0].read_text().splitlines()) == 1 + finished
