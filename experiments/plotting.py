@@ -151,6 +151,7 @@ class Point:
     equivalent: str  # "True", "False", or "" when not checked
     top_flow_share: float | None
     runs: int = 1
+    ceiling: bool = False  # the search's first probe passed: a lower bound, not a measure
 
 
 _TRUE = {"true", "1", "yes"}
@@ -218,6 +219,7 @@ def load_results(run_dir: Path) -> tuple[list[Point], int]:
             "bottleneck": (row.get("bottleneck") or "").strip(),
             "equivalent": "" if equivalent is None else str(equivalent),
             "share": _number(row, "top_flow_share", where) if share else None,
+            "ceiling": (row.get("ceiling") or "").strip().lower() in _TRUE,
         }
         key = ((row.get("nf") or "").strip() or "?", (row.get("strategy") or "").strip() or "?",
                (row.get("mode") or "").strip() or "fixed", _number(row, "skew", where), cores)
@@ -236,6 +238,7 @@ def load_results(run_dir: Path) -> tuple[list[Point], int]:
             equivalent="False" if "False" in checks else ("True" if checks == {"True"} else ""),
             top_flow_share=shares[0] if shares else None,
             runs=len(repeats),
+            ceiling=any(r["ceiling"] for r in repeats),
         ))
     points.sort(key=lambda p: (p.mode, p.nf, _strategy_order(p.strategy), p.skew, p.cores))
     return points, errors
@@ -401,7 +404,8 @@ def _fit_for(points: list[Point], nf: str, skew: float) -> tuple[ModelFit | None
     """The SCR model fit for one NF and skew, or None with the reason."""
     used = [(p.cores, p.throughput) for p in points
             if p.nf == nf and p.skew == skew and p.strategy == FIT_STRATEGY
-            and p.mode == FIT_MODE and p.faithful and p.throughput > 0]
+            and p.mode == FIT_MODE and p.faithful and p.throughput > 0
+            and not p.ceiling]  # a lower bound (the search's ceiling) would bend the fit
     if not used:
         return None, "no faithful SCR MLFFR point"
     try:

@@ -290,7 +290,8 @@ def table(rows: list[dict]) -> str:
                "equivalent", "trials"]
     body = [
         [r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
-         r.get("throughput_pps", "-") if not r.get("error") else "error",
+         ("error" if r.get("error") else
+          f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
          f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
          "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
          r.get("check_equivalent", ""), r.get("search_steps", "")]
