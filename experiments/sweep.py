@@ -312,6 +312,9 @@ def main(kind: str, args: argparse.Namespace) -> int:
         print(f"{kind}: {err}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    # A process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then leaves it so: Ctrl-C must stop a sweep however it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     sweep = Sweep(kind, args)
     print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)
