@@ -213,6 +213,16 @@ class SharedTable:
                 i = 0
         return -1, free
 
+    def _locate(self, key: tuple) -> tuple[bytes, int, int]:
+        """``key`` packed, its hash, and the byte its stripe lock covers."""
+        try:
+            kb = self._key_pack(*key)
+        except (struct.error, TypeError) as err:
+            raise ValueError(f"key {key!r} does not fit format "
+                             f"{self.key_format.format!r}: {err}") from None
+        h = zlib.crc32(kb)
+        return kb, h, self._lock_base + h % self.stripes
+
     def transact(self, key: tuple, fn: Transition, core: int,
                  on_moved: Callable[[], object] | None = None,
                  ) -> tuple[Value | None, Value | None, bool]:
@@ -225,14 +235,8 @@ class SharedTable:
         """
         if not 0 <= core < MAX_CORES:
             raise ValueError(f"core must be in 0..{MAX_CORES - 1}, not {core!r}")
-        try:
-            kb = self._key_pack(*key)
-        except (struct.error, TypeError) as err:
-            raise ValueError(f"key {key!r} does not fit format "
-                             f"{self.key_format.format!r}: {err}") from None
-        h = zlib.crc32(kb)
+        kb, h, lock_at = self._locate(key)
         stripes = self.stripes
-        lock_at = self._lock_base + h % stripes
         fd = self._fd
         fcntl.lockf(fd, fcntl.LOCK_EX, 1, lock_at)
         try:
@@ -303,13 +307,7 @@ class SharedTable:
     # --- reads -----------------------------------------------------------------------------
     def get(self, key: tuple) -> Value | None:
         """``key``'s value, or None; read under the stripe lock."""
-        try:
-            kb = self._key_pack(*key)
-        except (struct.error, TypeError) as err:
-            raise ValueError(f"key {key!r} does not fit format "
-                             f"{self.key_format.format!r}: {err}") from None
-        h = zlib.crc32(kb)
-        lock_at = self._lock_base + h % self.stripes
+        kb, h, lock_at = self._locate(key)
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, lock_at)
         try:
             found, _ = self._probe(kb, h)
