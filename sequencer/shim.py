@@ -78,6 +78,7 @@ class Sequencer:
         if strategy == "shard":
             self.sequence = self._stamp  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
+        self._record_size = nf.record_size
         self.trace_ids = array("q")  # by sequence number
         self.timestamps = array("q")
         self.malformed: Counter[str] = Counter()
@@ -88,7 +89,6 @@ class Sequencer:
     def sequence(self, frame: bytes, ts: int) -> tuple[int, bytes]:
         """Sequence one ingress frame: ``(slot, SCR frame)``; MalformedFrame if it is bad."""
         pkt = parse(frame)
-        record = self.nf.pack_record(pkt, ts)
         seq = self.next_seq
         slot = seq % self.n_cores
         ring = self.ring
@@ -96,14 +96,15 @@ class Sequencer:
             (
                 self._prefixes[slot],
                 h.SCR_HEADER.pack(
-                    h.SCR_MAGIC, h.SCR_VERSION, 0, len(ring), len(record),
+                    h.SCR_MAGIC, h.SCR_VERSION, 0, len(ring), self._record_size,
                     slot, self.n_cores, seq % h.SEQ_MODULUS, ts,
                 ),
                 *ring,
                 frame,
             )
         )
-        ring.append(record)
+        if ring.maxlen:  # lock keeps no history: its records would never be sent
+            ring.append(self.nf.pack_record(pkt, ts))
         self.next_seq = seq + 1
         self.trace_ids.append(pkt.trace_id)
         self.timestamps.append(ts)
