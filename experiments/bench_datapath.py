@@ -65,10 +65,8 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
-import struct  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -80,6 +78,7 @@ from mininet.topo import Topo  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from experiments.argtypes import non_negative_float, positive_int  # noqa: E402
+from experiments.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
 from experiments.generator import send_trace  # noqa: E402
 from experiments.preflight import EnvironmentProblem, check_environment  # noqa: E402
 from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
@@ -89,14 +88,15 @@ from experiments.trial import (  # noqa: E402
     HostProcess,
     TrialError,
     deferred_interrupts,
+    interrupt_on_stop_signals,
     ovs_ofctl,
     ovs_pid,
-    pid_cpu_seconds,
     quiet_switch_ports,
+    read_result,
 )
 from sequencer.dataplane import (  # noqa: E402
     ETH_P_ALL,
-    SOL_PACKET,
+    DropCounter,
     StopRequested,
     announce_ready,
     cpu_seconds,
@@ -123,8 +123,6 @@ SETTLE_S = 0.5  # the receiver and relay this long without CPU time: the path ha
 POLL_S = 0.05
 AFXDP_TIMEOUT_S = 10.0
 NOISE = 0.2  # CPUs' worth of other work during a path's traffic that makes its row suspect
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/stat counts in these
-PACKET_STATISTICS = 6  # linux/if_packet.h: struct tpacket_stats {tp_packets, tp_drops}
 
 COLUMNS = [
     "path", "port_type", "middle", "count", "rate_pps", "sent", "send_errors", "offered_pps",
@@ -362,22 +360,15 @@ def run_path(spec: PathSpec, trace_path: Path, count: int, out_dir: Path,
                      {k: round(after[k] - before[k], 3) for k in after})
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise TrialError(f"missing or unreadable result {path}: {err}") from None
-
-
 def summarize(spec: PathSpec, count: int, rate_pps: float, out_dir: Path,
               cpu: dict[str, float]) -> dict:
-    sender = _read_json(out_dir / "sender.json")
-    receiver = _read_json(out_dir / "receiver.json")
+    sender = read_result(out_dir / "sender.json")
+    receiver = read_result(out_dir / "receiver.json")
     middle = {}
     if spec.middle == "relay":
-        middle = _read_json(out_dir / "relay.json")
+        middle = read_result(out_dir / "relay.json")
     elif spec.middle == "shim":
-        middle = _read_json(out_dir / "shim.json")
+        middle = read_result(out_dir / "shim.json")
     received, sent = receiver["received"], sender["sent"]
     span_s = (receiver["last_ns"] - receiver["first_ns"]) / 1e9
     window_s = cpu.pop("wall")
@@ -507,15 +498,6 @@ def table(rows: list[dict]) -> str:
 # --- the processes in the hosts (--role) -------------------------------------------------
 
 
-def socket_drops(sock) -> int:
-    """Frames the kernel dropped because ``sock``'s receive queue was full (read once: the
-    kernel resets the counter on every read)."""
-    try:
-        return struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
-    except OSError:
-        return -1
-
-
 def role_sender(args: argparse.Namespace) -> int:
     """Wait for SIGUSR1 (the benchmark snapshots CPU times first), then send the trace."""
     frames = read_pcap(args.trace)
@@ -567,7 +549,7 @@ def role_receiver(args: argparse.Namespace) -> int:
             pass
         finally:
             result.update(received=received, first_ns=first, last_ns=last,
-                          rx_dropped=socket_drops(sock))
+                          rx_dropped=DropCounter(sock).read())
             sock.close()
 
     return run_until_stopped(loop, lambda: write_json(
@@ -595,7 +577,7 @@ def role_relay(args: argparse.Namespace) -> int:
         except StopRequested:
             pass
         finally:
-            stats.update(forwarded=forwarded, tx_errors=errors, rx_dropped=socket_drops(rx))
+            stats.update(forwarded=forwarded, tx_errors=errors, rx_dropped=DropCounter(rx).read())
             rx.close()
             tx.close()
 
@@ -656,10 +638,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm_to_interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--role"]:
@@ -670,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     except EnvironmentProblem as err:
         print(f"bench_datapath: {err}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    interrupt_on_stop_signals()
     started = time.monotonic()
     try:
         run_dir, rows = benchmark(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from experiments.plotting import plot_run
 from experiments.preflight import EnvironmentProblem, check_environment
 from experiments.results import CsvLog, new_run_dir, write_config
 from experiments.traffic import TraceSpec, flow_shares, make_trace, write_pcap
-from experiments.trial import TrialConfig, TrialError, run_trial
+from experiments.trial import TrialConfig, TrialError, interrupt_on_stop_signals, run_trial
 from nfs import NF_CLASSES
 from nfs.worker import STRATEGIES
 
@@ -300,10 +299,6 @@ def table(rows: list[dict]) -> str:
     return tabulate(body, headers=headers, tablefmt="github")
 
 
-def _sigterm_to_interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 def main(kind: str, args: argparse.Namespace) -> int:
     """Run a sweep; print the table and the plots' paths. Exit 130 on Ctrl-C."""
     try:
@@ -311,10 +306,7 @@ def main(kind: str, args: argparse.Namespace) -> int:
     except EnvironmentProblem as err:
         print(f"{kind}: {err}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    # A process started in the background by a non-interactive shell inherits SIGINT
-    # ignored, and Python then leaves it so: Ctrl-C must stop a sweep however it started.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_stop_signals()
     started = time.monotonic()
     sweep = Sweep(kind, args)
     print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)

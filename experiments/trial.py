@@ -48,6 +48,7 @@ from controller.dispatch import COOKIE, expected_flow_count, expected_groups
 from controller.launcher import ControllerProcess, LoopbackController
 from experiments import fidelity
 from experiments.cpu_quota import CoreQuotas, quota_us
+from experiments.fidelity import pid_cpu_seconds
 from experiments.traffic import read_pcap
 from nfs import make_nf
 from nfs.packet import Packet, parse
@@ -64,7 +65,6 @@ SHM_DIR = Path("/dev/shm")
 #: NIC's RX ring it absorbs the pauses of a CPU quota's period but not a sustained overload,
 #: so an overloaded core loses packets (counted) instead of queueing for seconds.
 CORE_RX_QUEUE = 64 << 10
-pid_cpu_seconds = fidelity.pid_cpu_seconds
 
 
 class TrialError(RuntimeError):
@@ -160,6 +160,20 @@ class HostProcess:
 
 
 # --- the live testbed ------------------------------------------------------------------
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def interrupt_on_stop_signals() -> None:
+    """Make Ctrl-C and SIGTERM raise KeyboardInterrupt in an experiment's main process.
+
+    SIGINT is set explicitly: a process started in the background by a non-interactive
+    shell inherits it ignored, and Python leaves it so; an experiment must stop either way.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @contextlib.contextmanager
@@ -424,7 +438,8 @@ class Testbed:
 # --- results ---------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
+def read_result(path: Path) -> dict:
+    """A process's JSON result file; TrialError if it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -470,7 +485,7 @@ def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
         return views, {c["core"]: i for i, c in enumerate(cores)}
     lacking = frozenset(set(range(last_seq + 1)) - processed)
     if config.strategy == "lock":
-        state = _read_json(out_dir / "shared_state.json")
+        state = read_result(out_dir / "shared_state.json")
         name = "shared"
     else:
         state, name = {}, "shards"
@@ -489,10 +504,10 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     """Read the processes' results, check them against the reference, write trial.json."""
     out_dir = Path(out_dir)
     nf = make_nf(config.nf, **config.nf_params)
-    gen = _read_json(out_dir / "generator.json")
-    shim = _read_json(out_dir / "shim.json")
-    sink = _read_json(out_dir / "sink.json")
-    cores = [_read_json(out_dir / f"core{i}.json") for i in range(config.cores)]
+    gen = read_result(out_dir / "generator.json")
+    shim = read_result(out_dir / "shim.json")
+    sink = read_result(out_dir / "sink.json")
+    cores = [read_result(out_dir / f"core{i}.json") for i in range(config.cores)]
     sequenced = _read_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
     log = sorted(
         (seq, i, verdict, trace_id)
