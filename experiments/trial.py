@@ -6,7 +6,10 @@
    OVS switch, waits until the controller's pipeline for the strategy is on the switch;
 2. for ``lock``, creates the shared state table in ``/dev/shm``; gives every core process
    its own CPU quota (``core_share`` of a CPU: emulated cores, see ``cpu_quota``);
-3. starts the sink, the N workers and the shim in their hosts, waits for each to say READY;
+3. starts the sink, the outside store of the ``service``/``remote`` strategies (a state
+   service, which gets a core's quota too, or a Redis server, which is outside the NF and
+   gets none; both on the NF host's loopback), the N workers and the shim in their hosts,
+   and waits for each to say READY;
 4. replays the trace (or its first ``packets`` frames) from the generator host at the
    configured rate, sampling the fidelity monitor around it; the end-of-trace marker makes
    the shim send STOP to every core; waits until every worker has exited (or sits idle,
@@ -52,8 +55,8 @@ from experiments.fidelity import pid_cpu_seconds
 from experiments.traffic import read_pcap
 from nfs import make_nf
 from nfs.packet import Packet, parse
-from nfs.reference import StateView, check_views
-from nfs.worker import STRATEGIES
+from nfs.reference import StateView, check_access_order, check_views
+from nfs.strategies import STORE_STRATEGIES, STRATEGIES, spray_mode
 from sequencer.dataplane import READY, open_socket
 from sequencer.header import MalformedFrame
 from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
@@ -65,6 +68,9 @@ SHM_DIR = Path("/dev/shm")
 #: NIC's RX ring it absorbs the pauses of a CPU quota's period but not a sustained overload,
 #: so an overloaded core loses packets (counted) instead of queueing for seconds.
 CORE_RX_QUEUE = 64 << 10
+#: Where a trial's outside store listens: the NF host's own loopback (its network namespace).
+STORE_HOST = "127.0.0.1"
+STORE_PORTS = {"service": 7000, "redis": 6379}
 
 
 class TrialError(RuntimeError):
@@ -85,6 +91,8 @@ class TrialConfig:
     quota_period_us: int = 10_000
     rx_queue_bytes: int = CORE_RX_QUEUE
     transfer_work: int = 0  # lock: spin rounds when a key's state moved between cores
+    inflight: int = 32  # service/remote: packets in flight per core (async runtime)
+    store_delay_us: float = 0.0  # service/remote: latency injected before each query
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
@@ -99,6 +107,8 @@ class TrialConfig:
             raise ValueError("rate must be > 0")
         if self.packets < 0 or self.transfer_work < 0:
             raise ValueError("packets and transfer work must be >= 0")
+        if self.inflight < 1 or self.store_delay_us < 0:
+            raise ValueError("in-flight packets must be >= 1 and the store delay >= 0")
         if self.rx_queue_bytes < 4096:
             raise ValueError("the core RX queue must be >= 4096 bytes")
         if self.core_share is not None:
@@ -116,6 +126,7 @@ class HostProcess:
     def __init__(self, name: str, host, argv: list[str], log_dir: Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        self.ready = False
         with open(self.log_path, "w") as log:
             self.popen = host.popen(argv, stdout=subprocess.PIPE, stderr=log,
                                     stdin=subprocess.DEVNULL)
@@ -129,12 +140,15 @@ class HostProcess:
 
     def wait_ready(self, deadline: float) -> None:
         """Block until the process prints READY; TrialError if it dies or is late."""
+        if self.ready:
+            return
         out = self.popen.stdout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([out], [], [], 0.1)
             if ready:
                 line = out.readline().decode(errors="replace").strip()
                 if line == READY:
+                    self.ready = True
                     return
                 if not line and not self.alive():
                     break
@@ -248,6 +262,7 @@ class Testbed:
         self.processes: list[HostProcess] = []
         self.workers: list[HostProcess] = []
         self.quotas: CoreQuotas | None = None
+        self.store: HostProcess | None = None  # the service/remote strategies' store
         self.table_path: Path | None = None
         self.window: dict = {}  # fidelity samples around the traffic
         self._stack = contextlib.ExitStack()
@@ -255,7 +270,7 @@ class Testbed:
     @property
     def controller_plan(self) -> dict:
         """What the controller needs: the ports, the strategy, the RSS hash's fields."""
-        return {**self.plan.to_json(), "mode": self.config.strategy,
+        return {**self.plan.to_json(), "mode": spray_mode(self.config.strategy),
                 "shard_fields": list(self.nf.shard_fields)}
 
     # -- set-up --
@@ -278,7 +293,8 @@ class Testbed:
                 self._create_table()
             if self.config.core_share is not None:
                 self.quotas = self._stack.enter_context(CoreQuotas(
-                    self.config.cores, self.config.core_share, self.config.quota_period_us))
+                    self.config.cores + self.store_is_core, self.config.core_share,
+                    self.config.quota_period_us))
             self._stack.callback(self._stop_processes)
             self._start_processes()
         except BaseException:
@@ -325,26 +341,53 @@ class Testbed:
     def _start_processes(self) -> None:
         c, plan = self.config, self.plan
         nf_args = ("--nf", c.nf, "--nf-params", json.dumps(c.nf_params))
+        deadline = time.monotonic() + c.ready_timeout_s
         self._start("sink", SINK, self._python("experiments.sink", "--iface", plan.sink_iface))
-        strategy = ("--strategy", c.strategy)
-        lock_args = ("--table", self.table_path, "--transfer-work", c.transfer_work) \
-            if c.strategy == "lock" else ()
+        strategy_args: tuple = ("--strategy", c.strategy)
+        if c.strategy == "lock":
+            strategy_args += ("--table", self.table_path, "--transfer-work", c.transfer_work)
+        if c.strategy in STORE_STRATEGIES:
+            address = self._start_store(nf_args, deadline)  # the cores connect at start-up
+            strategy_args += ("--store", address, "--inflight", c.inflight,
+                              "--store-delay-us", c.store_delay_us)
         for i in range(c.cores):
             worker = self._start(f"core{i}", NF, self._python(
                 "nfs.worker", "--iface", plan.core_iface(i), "--core", i,
-                "--cores", c.cores, *nf_args, *strategy, *lock_args,
+                "--cores", c.cores, *nf_args, *strategy_args,
                 "--rcvbuf", c.rx_queue_bytes))
             self.workers.append(worker)
         self._start("shim", SEQ, self._python(
             "sequencer.shim", "--in-iface", plan.shim_in_iface,
-            "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args, *strategy))
-        deadline = time.monotonic() + c.ready_timeout_s
+            "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args,
+            "--strategy", spray_mode(c.strategy)))
         for proc in self.processes:
             proc.wait_ready(deadline)
         # The quota starts once a core is ready: start-up (imports) is not the NF's work.
         if self.quotas is not None:
             for i, worker in enumerate(self.workers):
                 self.quotas.add(i, worker.pid)
+            if self.store is not None and self.store_is_core:
+                self.quotas.add(c.cores, self.store.pid)
+
+    @property
+    def store_is_core(self) -> bool:
+        """The state service is one more core of the NF; a Redis server is outside it."""
+        return STORE_STRATEGIES.get(self.config.strategy, None) is not None and \
+            STORE_STRATEGIES[self.config.strategy].store == "service"
+
+    def _start_store(self, nf_args: tuple, deadline: float) -> str:
+        """Start the strategy's store in the NF host, wait until it serves; its address."""
+        kind = STORE_STRATEGIES[self.config.strategy].store
+        if kind == "service":
+            port = STORE_PORTS["service"]
+            argv = self._python("nfs.state_service", *nf_args,
+                                "--listen", f"{STORE_HOST}:{port}")
+        else:
+            port = STORE_PORTS["redis"]
+            argv = self._python("nfs.redis_store", *nf_args, "--port", port)
+        self.store = self._start("store", NF, argv)
+        self.store.wait_ready(deadline)
+        return f"{STORE_HOST}:{port}"
 
     # -- actions on the live network --
     def inject(self, port: int, frames: list[bytes]) -> None:
@@ -416,9 +459,13 @@ class Testbed:
 
     # -- teardown --
     def _stop_processes(self) -> None:
-        # Workers first (they may still be draining), then the shim and the sink, which
-        # must outlive them so that nothing a worker sends is counted as lost.
-        for proc in sorted(self.processes, key=lambda p: p not in self.workers):
+        # Workers first (they may still be draining), then the store (its final state must
+        # hold every worker's last query), then the shim and the sink, which must outlive
+        # the workers so that nothing a worker sends is counted as lost.
+        def order(proc: HostProcess) -> int:
+            return 0 if proc in self.workers else 1 if proc is self.store else 2
+
+        for proc in sorted(self.processes, key=order):
             proc.stop()
 
     def _stop_network(self) -> None:
@@ -456,6 +503,46 @@ def _read_csv(path: Path) -> list[list[int]]:
         raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
 
 
+def read_store(out_dir: Path) -> tuple[dict, list[int]]:
+    """The store's results (``store.json``) and the sequence numbers in the order it
+    applied them (``store_order.csv``)."""
+    return (read_result(out_dir / "store.json"),
+            [seq for _pos, seq in _read_csv(out_dir / "store_order.csv")])
+
+
+def _store_result(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
+                  packets: dict, log: list[tuple[int, int, int, int]]) -> dict:
+    """What only the store strategies have: the access-order check, the store's counters,
+    per-packet and per-query latency."""
+    if config.strategy not in STORE_STRATEGIES:
+        return {}
+    store, order = read_store(out_dir)
+    check = check_access_order(nf, packets, order, ((s, c, v) for s, c, v, _t in log),
+                               store["state"])
+    stats = [core.get("store", {}) for core in cores]
+    latency = [core.get("latency_us", {}) for core in cores]
+    query = [s.get("latency_us", {}) for s in stats]
+
+    def worst(samples: list[dict], key: str):
+        values = [s[key] for s in samples if key in s]
+        return max(values) if values else None
+
+    return {
+        "check_access_order": check.equivalent,
+        "access_order_mismatches": len(check.verdict_mismatches),
+        "store_ops": store.get("ops", len(order)),
+        "store_retries": sum(s.get("retries", 0) for s in stats),
+        "store_errors": sum(core["stats"].get("store_errors", 0) for core in cores),
+        "inflight": config.inflight if not STORE_STRATEGIES[config.strategy].blocking else 1,
+        "store_delay_us": config.store_delay_us,
+        # The slowest core's figures: a percentile over cores would need the raw samples.
+        "latency_us_p50": worst(latency, "p50"),
+        "latency_us_p99": worst(latency, "p99"),
+        "query_us_p50": worst(query, "p50"),
+        "cpu_s_store": store.get("cpu_s", 0.0) + store.get("redis_cpu_s", 0.0),
+    }
+
+
 def trace_packets(frames: list[bytes]) -> dict[int, Packet]:
     """The trace's well-formed packets by the trace id they carry (malformed ones skipped)."""
     packets = {}
@@ -475,6 +562,7 @@ def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
     * scr/single: one view per replica; it lacks exactly the updates in its gap ranges.
     * lock: the shared table; it holds exactly the packets some core processed.
     * shard: the union of the shards (each key in one shard only), idem.
+    * service/remote: the store's state; it holds exactly the operations in its order log.
     """
     if config.strategy in ("scr", "single"):
         views = [
@@ -484,6 +572,11 @@ def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
         ]
         return views, {c["core"]: i for i, c in enumerate(cores)}
     lacking = frozenset(set(range(last_seq + 1)) - processed)
+    if config.strategy in STORE_STRATEGIES:
+        store, order = read_store(out_dir)
+        lacking = frozenset(set(range(last_seq + 1)) - set(order))
+        return [StateView("store", store["state"], last_seq, lacking)], \
+            {c["core"]: 0 for c in cores}
     if config.strategy == "lock":
         state = read_result(out_dir / "shared_state.json")
         name = "shared"
@@ -579,6 +672,7 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         },
         "throttled": window.get("throttled", []) if window else [],
         "span_s": round(span_s, 3),
+        **_store_result(config, nf, out_dir, cores, packets, log),
     }
     (out_dir / "trial.json").write_text(json.dumps(
         {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1,

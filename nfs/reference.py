@@ -55,7 +55,7 @@ class Equivalence:
 
     packets_checked: int = 0
     verdict_mismatches: list[tuple[int, int, int, int]] = field(default_factory=list)
-    diverged_replicas: list[int] = field(default_factory=list)
+    diverged_replicas: list[int | str] = field(default_factory=list)
 
     @property
     def equivalent(self) -> bool:
@@ -164,3 +164,42 @@ def check_views(
 
 
 _MISSING = object()
+
+
+# --- a store that records the order it applied operations in ---------------------------
+
+
+def check_access_order(
+    nf: NetworkFunction,
+    packets: dict[int, tuple[Packet, int]],
+    order: list[int],
+    verdict_log: Iterable[tuple[int, int, int]],
+    state: object,
+    name: str = "store",
+) -> Equivalence:
+    """Check a store's final ``state`` and the cores' verdicts against a replay of ``order``.
+
+    A store that serializes operations (the ``service`` strategy's state service, Redis
+    with an atomic script) records the sequence numbers in the order it applied them; run
+    sequentially in *that* order, the NF must end in exactly the store's state and give
+    every logged verdict (``(seq, core, verdict)``) the core received. This is what a
+    backup that replays the order would hold, and it fails where a racy read-modify-write
+    lost an update. A sequence number that is unknown or recorded twice fails the check.
+    """
+    result = Equivalence()
+    replay = nf.new_state()
+    verdicts: dict[int, int] = {}
+    for seq in order:
+        if seq in verdicts or seq not in packets:
+            result.diverged_replicas.append(f"{name}: bad order entry {seq}")
+            continue
+        pkt, ts = packets[seq]
+        verdicts[seq] = nf.process(replay, pkt, ts)
+    for seq, core, verdict in verdict_log:
+        result.packets_checked += 1
+        expected = verdicts.get(seq)
+        if verdict != expected:
+            result.verdict_mismatches.append((seq, core, verdict, expected))
+    if nf.state_to_json(replay) != state:
+        result.diverged_replicas.append(name)
+    return result

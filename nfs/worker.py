@@ -29,6 +29,10 @@ them. What a core does with a frame depends on the strategy (``--strategy``):
   The core owns its shard of the state privately. Packets of different keys may arrive
   out of sequence order (``reordered``): OVS batches a burst per flow.
 
+* ``service``, ``remote`` and their variants: the state is outside the core, in a state
+  service or a Redis server, and the core runs on an asyncio runtime with several packets
+  in flight; see :mod:`nfs.async_core` and :mod:`nfs.strategies`.
+
 A STOP frame ends the run: an SCR core fast-forwards over its last records first, so every
 replica ends at the same sequence number; then the worker writes its results and exits.
 
@@ -52,6 +56,7 @@ from pathlib import Path
 from nfs import NF_CLASSES, make_nf
 from nfs.base import PASS, NetworkFunction, spin
 from nfs.packet import parse
+from nfs.strategies import STORE_STRATEGIES, STRATEGIES
 from sequencer import header as h
 from sequencer.dataplane import (
     ETH_P_ALL,
@@ -64,7 +69,6 @@ from sequencer.dataplane import (
     write_json,
 )
 
-STRATEGIES = ("scr", "lock", "shard", "single")
 MAX_GAPS_LOGGED = 100_000
 
 
@@ -322,8 +326,18 @@ def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
 
 
 def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
-              table_path: Path | None = None, transfer_work: int = 0) -> Core:
+              table_path: Path | None = None, transfer_work: int = 0,
+              store: str | None = None, inflight: int = 32, store_delay_s: float = 0.0) -> Core:
     """The core object of ``strategy``; ValueError for a bad combination."""
+    if strategy in STORE_STRATEGIES:
+        if store is None:
+            raise ValueError(f"the {strategy} strategy needs --store (the store's address)")
+        from nfs.async_core import StoreCore  # only store cores need asyncio and redis
+        from nfs.stores import make_store
+
+        kind = STORE_STRATEGIES[strategy]
+        client = make_store(kind.store, nf, store, store_delay_s)
+        return StoreCore(kind, nf, core, n_cores, client, inflight)
     if strategy in ("scr", "single"):
         if strategy == "single" and n_cores != 1:
             raise ValueError("the single strategy runs on exactly one core")
@@ -351,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="shared state file (lock strategy)")
     parser.add_argument("--transfer-work", type=int, default=0,
                         help="lock: spin rounds when a key's state moved from another core")
+    parser.add_argument("--store", help="service/remote: the store's HOST:PORT (loopback)")
+    parser.add_argument("--inflight", type=int, default=32,
+                        help="service/remote: packets in flight per core (async runtime)")
+    parser.add_argument("--store-delay-us", type=float, default=0.0,
+                        help="service/remote: latency injected before each store query")
     parser.add_argument("--rcvbuf", type=int, default=SOCKET_BUFFER,
                         help="receive queue in bytes (the core's RX ring)")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
@@ -359,13 +378,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--core must be in 0..{args.cores - 1}")
     if args.rcvbuf < 4096:
         parser.error("--rcvbuf must be >= 4096 bytes")
+    if args.inflight < 1 or not 0 <= args.store_delay_us <= 10_000_000:
+        parser.error("--inflight must be >= 1 and --store-delay-us in 0..10000000")
     try:
         nf = make_nf(args.nf, **json.loads(args.nf_params))
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
-                         args.transfer_work)
+                         args.transfer_work, args.store, args.inflight,
+                         args.store_delay_us / 1e6)
     except (ValueError, OSError) as err:
         parser.exit(2, f"worker: {err}\n")
-    return run_until_stopped(lambda: run(core, args.iface, args.rcvbuf),
+    runtime = run
+    if args.strategy in STORE_STRATEGIES:
+        from nfs import async_core
+
+        runtime = async_core.run
+    return run_until_stopped(lambda: runtime(core, args.iface, args.rcvbuf),
                              lambda: core.write_results(args.out))
 
 

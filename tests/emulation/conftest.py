@@ -3,8 +3,8 @@
 These tests need root and a running Open vSwitch (``make test`` starts it); without them
 every test errors with the preflight's one-line message rather than passing vacuously.
 ``leftovers()`` lists what a run could have left behind: interfaces, bridges, processes
-of the testbed, Mininet host shells, the cores' CPU-quota cgroups and the lock strategy's
-shared-memory tables. It only looks; it ends nothing.
+of the testbed (the stores' servers too), Mininet host shells, the cores' CPU-quota cgroups
+and the lock strategy's shared-memory tables. It only looks; it ends nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from topologies.scr_topo import SWITCH
 
 TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experiments.generator",
                    "controller.launcher", "experiments/skew_sweep.py",
-                   "experiments/core_sweep.py", "experiments.bench_datapath")
+                   "experiments/core_sweep.py", "experiments.bench_datapath",
+                   "nfs.state_service", "nfs.redis_store", "redis-server 127.0.0.1",
+                   "experiments/async_latency.py")
 
 
 def leftovers() -> dict[str, list[str]]:
