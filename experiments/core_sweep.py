@@ -32,7 +32,8 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
 
 from experiments import sweep  # noqa: E402
 
-DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard"], "cores": [1, 2, 4, 6, 8],
+DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "service", "remote"],
+            "cores": [1, 2, 4, 6, 8],
             "skews": [2.0], "mode": "mlffr", "duration": 2.0, "precision": 0.06,
             "max_steps": 5}
 QUICK = {"cores": [1, 2, 4], "duration": 1.5, "max_steps": 4, "precision": 0.1}

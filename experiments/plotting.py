@@ -9,6 +9,8 @@ experiments.plotting RESULTS_DIR`` delegates to it).
 - ``plot_cores`` draws Fig. 6 style throughput vs. cores, one figure per skew
   (``cores_skew<s>.png``), with the fitted SCR model, and writes ``model_fit.csv``.
 - ``plot_skew`` draws throughput vs. flow skew at the largest core count (``skew.png``).
+- ``plot_delay`` draws throughput and latency vs. the store latency injected into the
+  ``service``/``remote`` strategies, one line per strategy (``store_delay.png``).
 - ``plot_run`` draws whatever the CSV supports; it is the entry point.
 
 Caveats:
@@ -49,6 +51,7 @@ from experiments.results import read_csv  # noqa: E402
 RESULTS_CSV = "results.csv"
 MODEL_FIT_CSV = "model_fit.csv"
 SKEW_PLOT = "skew.png"
+DELAY_PLOT = "store_delay.png"
 MODEL_FIT_COLUMNS = ["nf", "skew", "t_us", "c_us", "max_rel_error", "points"]
 FIT_STRATEGY = "scr"
 FIT_MODE = "mlffr"
@@ -63,9 +66,12 @@ STYLES = {
     "shard": ("tab:green", "^"),
     "single": ("black", "D"),
     "service": ("tab:purple", "v"),
+    "service-blocking": ("tab:pink", "<"),
     "remote": ("tab:brown", "P"),
+    "remote-blocking": ("tab:olive", ">"),
+    "remote-naive": ("tab:gray", "X"),
 }
-EXTRA_STYLES = [("tab:pink", "<"), ("tab:olive", ">"), ("tab:cyan", "h"), ("tab:gray", "*")]
+EXTRA_STYLES = [("tab:cyan", "h"), ("gold", "*"), ("darkblue", "d"), ("lime", "p")]
 
 
 # --------------------------------------------------------------------------- model fit
@@ -221,7 +227,11 @@ def load_results(run_dir: Path) -> tuple[list[Point], int]:
             "share": _number(row, "top_flow_share", where) if share else None,
             "ceiling": (row.get("ceiling") or "").strip().lower() in _TRUE,
         }
-        key = ((row.get("nf") or "").strip() or "?", (row.get("strategy") or "").strip() or "?",
+        strategy = (row.get("strategy") or "").strip() or "?"
+        delay = (row.get("store_delay_us") or "").strip()
+        if delay and _number(row, "store_delay_us", where):  # its own series per delay
+            strategy = f"{strategy} +{_number(row, 'store_delay_us', where) / 1000:g} ms"
+        key = ((row.get("nf") or "").strip() or "?", strategy,
                (row.get("mode") or "").strip() or "fixed", _number(row, "skew", where), cores)
         groups[key].append(parsed)
     points = []
@@ -545,6 +555,69 @@ def plot_skew(run_dir: Path, mode: str | None = None) -> Path:
     return _plot_skew(Path(run_dir), points, errors, mode, "")
 
 
+# --------------------------------------------------------------------------- store delay
+
+
+def _delay_rows(run_dir: Path) -> list[dict]:
+    """Error-free rows of the store strategies, with numbers parsed."""
+    path = Path(run_dir) / RESULTS_CSV
+    out = []
+    for line, row in enumerate(read_csv(path), start=2):
+        if (row.get("error") or "").strip() or not (row.get("store_delay_us") or "").strip():
+            continue
+        where = f"{path} line {line}"
+        p50 = (row.get("latency_us_p50") or "").strip()
+        out.append({
+            "nf": row["nf"], "strategy": row["strategy"],
+            "delay_ms": _number(row, "store_delay_us", where) / 1000,
+            "pps": _number(row, "throughput_pps" if "throughput_pps" in row
+                           else "delivered_pps", where),
+            "p50_ms": float(p50) / 1000 if p50 else math.nan,
+            "faithful": _flag(row.get("faithful") or "", "faithful", where) is not False,
+        })
+    return out
+
+
+def plot_delay(run_dir: Path) -> Path:
+    """``store_delay.png``: throughput (left) and median per-packet latency (right) vs. the
+    store latency injected before each query, one line per strategy and NF."""
+    rows = _delay_rows(run_dir)
+    if len({r["delay_ms"] for r in rows}) < 2:
+        raise ValueError(f"{Path(run_dir) / RESULTS_CSV} has fewer than 2 store delays")
+    styles = _styles(r["strategy"] for r in rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), squeeze=True)
+    nfs = sorted({r["nf"] for r in rows})
+    for nf in nfs:
+        for strategy in sorted({r["strategy"] for r in rows if r["nf"] == nf},
+                               key=_strategy_order):
+            series = sorted((r for r in rows if r["nf"] == nf and r["strategy"] == strategy),
+                            key=lambda r: r["delay_ms"])
+            color, marker = styles[strategy]
+            label = strategy if len(nfs) == 1 else f"{nf} {strategy}"
+            xs = [r["delay_ms"] for r in series]
+            for ax, key in ((left, "pps"), (right, "p50_ms")):
+                ax.plot(xs, [r[key] for r in series], color=color, marker=marker, label=label,
+                        linestyle="--" if "blocking" in strategy else "-")
+                hollow = [r for r in series if not r["faithful"]]
+                ax.scatter([r["delay_ms"] for r in hollow], [r[key] for r in hollow], s=90,
+                           facecolors="white", edgecolors=color, zorder=3)
+    left.set_ylabel(Y_LABELS.get("mlffr"))
+    right.set_ylabel("median latency per packet (ms)")
+    for ax in (left, right):
+        ax.set_xlabel("injected store latency per query (ms)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    left.legend(fontsize=8)
+    fig.suptitle("outside state: async vs. blocking runtime as the store gets farther")
+    fig.text(0.01, 0.01, "hollow: not faithful (the testbed, not the core, was the limit); "
+             "dashed: blocking runtime", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    path = Path(run_dir) / DELAY_PLOT
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -558,6 +631,8 @@ def plot_run(run_dir: Path) -> list[Path]:
                          f"({errors} skipped for an error)")
     modes = sorted({p.mode for p in points})
     paths: list[Path] = []
+    if len({r["delay_ms"] for r in _delay_rows(run_dir)}) >= 2:
+        paths.append(plot_delay(run_dir))
     for mode in modes:
         suffix = f"_{mode}" if len(modes) > 1 else ""
         mine = [p for p in points if p.mode == mode]

@@ -32,7 +32,8 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
 
 from experiments import sweep  # noqa: E402
 
-DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "single"], "cores": [4],
+DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "single", "service", "remote"],
+            "cores": [4],
             "skews": [0.0, 0.5, 1.0, 1.5, 2.0], "mode": "mlffr", "duration": 2.0,
             "precision": 0.06, "max_steps": 5}
 QUICK = {"skews": [0.0, 2.0], "duration": 1.5, "max_steps": 4, "precision": 0.1}

@@ -45,20 +45,25 @@ from experiments.results import CsvLog, new_run_dir, write_config
 from experiments.traffic import TraceSpec, flow_shares, make_trace, write_pcap
 from experiments.trial import TrialConfig, TrialError, interrupt_on_stop_signals, run_trial
 from nfs import NF_CLASSES
-from nfs.worker import STRATEGIES
+from nfs.strategies import STORE_STRATEGIES, STRATEGIES
 
 COLUMNS = [
-    "nf", "strategy", "cores", "skew", "top_flow_share", "mode", "throughput_pps",
+    "nf", "strategy", "cores", "skew", "store_delay_us", "top_flow_share", "mode",
+    "throughput_pps",
     "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
     "check_strict", "search_steps", "rates_tried", "ceiling", "per_core", "lost_updates",
-    "busy", "machine_idle", "trial", "seconds", "error",
+    "busy", "machine_idle", "check_access_order", "store_retries", "latency_us_p50",
+    "latency_us_p99", "trial", "seconds", "error",
 ]
 TRIAL_COLUMNS = [
-    "nf", "strategy", "cores", "skew", "target_pps", "offered_pps", "delivered_pps", "loss",
-    "sent", "processed", "core_rx_dropped", "per_core", "faithful", "bottleneck",
+    "nf", "strategy", "cores", "skew", "store_delay_us", "target_pps", "offered_pps",
+    "delivered_pps", "loss", "sent", "processed", "core_rx_dropped", "per_core", "faithful",
+    "bottleneck",
     "check_equivalent", "check_strict", "check_verdict_mismatches",
     "check_diverged_replicas", "lost_updates", "malformed_shim", "malformed_cores",
-    "span_s", "trial", "error",
+    "check_access_order", "access_order_mismatches", "store_ops", "store_retries",
+    "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50", "span_s", "trial",
+    "error",
 ]
 ALL = "all"
 
@@ -82,10 +87,12 @@ class Point:
     strategy: str
     cores: int
     skew: float
+    store_delay_us: float = 0.0  # service/remote: latency injected before each query
 
     @property
     def name(self) -> str:
-        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}"
+        delay = f"-d{self.store_delay_us:g}us" if self.store_delay_us else ""
+        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}"
 
 
 def build_parser(prog: str, description: str, defaults: dict,
@@ -106,7 +113,8 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="search the max loss-free rate, or one trial at --rate")
     parser.add_argument("--rate", type=positive_float, default=3000.0,
                         help="fixed mode: offered packets/s")
-    parser.add_argument("--max-rate", type=positive_float, default=6000.0,
+    parser.add_argument("--max-rate", type=positive_float,
+                        default=defaults.get("max_rate", 6000.0),
                         help="mlffr mode: highest rate a search probes")
     parser.add_argument("--threshold", type=fraction, default=DEFAULT_THRESHOLD,
                         help="mlffr mode: loss a passing rate may have")
@@ -118,16 +126,28 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="seconds of traffic per trial")
     parser.add_argument("--flows", type=positive_int, default=200,
                         help="background flows per trace")
-    parser.add_argument("--work", type=non_negative_int, default=DEFAULT_WORK,
+    parser.add_argument("--work", type=non_negative_int, default=defaults.get("work", DEFAULT_WORK),
                         help="stateless compute per packet (rounds of nfs.base.spin, "
                              "~74 ns each here)")
-    parser.add_argument("--state-work", type=non_negative_int, default=DEFAULT_STATE_WORK,
+    parser.add_argument("--state-work", type=non_negative_int,
+                        default=defaults.get("state_work", DEFAULT_STATE_WORK),
                         help="compute per state transition (SCR pays it per history record)")
-    parser.add_argument("--core-share", type=positive_float, default=DEFAULT_CORE_SHARE,
+    parser.add_argument("--core-share", type=positive_float,
+                        default=defaults.get("core_share", DEFAULT_CORE_SHARE),
                         help="CPU quota of each emulated core, fraction of one CPU")
     parser.add_argument("--transfer-work", type=non_negative_int, default=DEFAULT_TRANSFER_WORK,
                         help="lock: spin rounds when a key's state was last written by "
                              "another core (0: no coherence cost)")
+    parser.add_argument("--inflight", type=positive_int, default=32,
+                        help="service/remote: packets in flight per core (async runtime)")
+    parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
+                        default=defaults.get("store_delays_us", [0.0]),
+                        help="service/remote: latencies injected before each store query "
+                             "(one point per value)")
+    parser.add_argument("--probe-per-core", type=positive_float,
+                        default=defaults.get("probe_per_core", PROBE_PER_CORE),
+                        help="mlffr mode: the first probe offers 1.3 x this x cores (capped "
+                             "by --max-rate); later points start from the best seen")
     parser.add_argument("--seed", type=int, default=1, help="trace seed")
     parser.add_argument("--quick", action="store_true",
                         help=f"a short sweep for a first look: {quick} (overrides those flags)")
@@ -159,7 +179,9 @@ def points(args: argparse.Namespace) -> list[Point]:
         for skew in args.skews:
             for strategy in args.strategies:
                 counts = [1] if strategy == "single" else args.cores
-                out += [Point(nf, strategy, cores, skew) for cores in counts]
+                delays = args.store_delays_us if strategy in STORE_STRATEGIES else [0.0]
+                out += [Point(nf, strategy, cores, skew, delay)
+                        for delay in delays for cores in counts]
     return list(dict.fromkeys(out))
 
 
@@ -201,7 +223,8 @@ class Sweep:
         config = TrialConfig(
             nf=point.nf, nf_params=nf_params(a), cores=point.cores, rate_pps=rate,
             strategy=point.strategy, packets=count, core_share=a.core_share,
-            transfer_work=a.transfer_work)
+            transfer_work=a.transfer_work, inflight=a.inflight,
+            store_delay_us=point.store_delay_us)
         trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
         row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
                "skew": point.skew, "target_pps": round(rate, 1), "trial": str(
@@ -217,7 +240,7 @@ class Sweep:
     def measure(self, point: Point, bar: tqdm) -> dict:
         a = self.args
         row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
-               "skew": point.skew, "mode": a.mode,
+               "skew": point.skew, "store_delay_us": point.store_delay_us, "mode": a.mode,
                "top_flow_share": round(flow_shares(a.flows, point.skew)[0], 3)}
         started = time.monotonic()
         if a.mode == "fixed":
@@ -226,7 +249,7 @@ class Sweep:
             throughput = best.get("delivered_pps", 0.0)
             ceiling = False
         else:
-            per_core = self.per_core.get(point.nf, PROBE_PER_CORE)
+            per_core = self.per_core.get(point.nf, a.probe_per_core)
             start = min(a.max_rate, max(100.0, 1.3 * per_core * point.cores))
             search = find_mlffr(lambda rate: self.trial(point, rate, bar), start,
                                 threshold=a.threshold, precision=a.precision,
@@ -241,6 +264,8 @@ class Sweep:
             row["error"] = errors[-1] if errors else "no rate passed"
             best = best or {}
         checks = [r.get("check_equivalent") for _rate, r in steps if not r.get("error")]
+        order_checks = [r["check_access_order"] for _rate, r in steps
+                        if "check_access_order" in r]
         fid = best.get("fidelity", {})
         row.update({
             "throughput_pps": round(throughput, 1),
@@ -259,6 +284,12 @@ class Sweep:
             "lost_updates": best.get("lost_updates", ""),
             "busy": fid.get("busy", ""),
             "machine_idle": fid.get("machine_idle", ""),
+            # Store strategies: the store's state and every verdict equal a replay of the
+            # order the store applied operations in (again in every trial of the point).
+            "check_access_order": all(order_checks) if order_checks else "",
+            "store_retries": best.get("store_retries", ""),
+            "latency_us_p50": best.get("latency_us_p50", ""),
+            "latency_us_p99": best.get("latency_us_p99", ""),
             "trial": next((r["trial"] for _rate, r in steps if r is best), ""),
             "seconds": round(time.monotonic() - started, 1),
         })
@@ -276,7 +307,7 @@ class Sweep:
 
 
 def summary_line(row: dict) -> str:
-    name = f"{row['nf']:>9} {row['strategy']:>6} cores={row['cores']} skew={row['skew']:g}"
+    name = f"{row['nf']:>9} {row['strategy']:>7} cores={row['cores']} skew={row['skew']:g}"
     if row.get("error"):
         return f"{name}: error: {row['error']}"
     mark = "" if row["faithful"] is True else f"  NOT FAITHFUL ({row['bottleneck']})"
@@ -285,17 +316,28 @@ def summary_line(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    """The sweep's results as a table; store strategies add their delay, latency and
+    access-order check."""
+    stores = any(r["strategy"] in STORE_STRATEGIES for r in rows)
     headers = ["nf", "strategy", "cores", "skew", "top flow", "pps", "loss %", "faithful",
                "equivalent", "trials"]
-    body = [
-        [r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
-         ("error" if r.get("error") else
-          f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
-         f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
-         "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
-         r.get("check_equivalent", ""), r.get("search_steps", "")]
-        for r in rows
-    ]
+    if stores:
+        headers += ["delay µs", "p50 µs", "order ✓"]
+    body = []
+    for r in rows:
+        line = [
+            r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
+            ("error" if r.get("error") else
+             f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
+            f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
+            "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
+            r.get("check_equivalent", ""), r.get("search_steps", "")]
+        if stores:
+            store = r["strategy"] in STORE_STRATEGIES
+            line += [f"{r.get('store_delay_us', 0):g}" if store else "",
+                     r.get("latency_us_p50", "") if store else "",
+                     r.get("check_access_order", "")]
+        body.append(line)
     return tabulate(body, headers=headers, tablefmt="github")
 
 
