@@ -14,6 +14,7 @@ try:
     from os_ken.base import app_manager
     from os_ken.controller import ofp_event
     from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+    from os_ken.lib import hub
     from os_ken.ofproto import ofproto_v1_3, ofproto_v1_5, ofproto_v1_5_parser
 
     BaseApp = app_manager.OSKenApp
@@ -23,6 +24,7 @@ except ImportError:  # pragma: no cover - only on machines with Ryu instead of o
     from ryu.base import app_manager
     from ryu.controller import ofp_event
     from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+    from ryu.lib import hub
     from ryu.ofproto import ofproto_v1_3, ofproto_v1_5, ofproto_v1_5_parser
 
     BaseApp = app_manager.RyuApp
@@ -35,6 +37,7 @@ __all__ = [
     "MAIN_DISPATCHER",
     "app_manager",
     "cfg",
+    "hub",
     "ofp_event",
     "ofproto_v1_3",
     "ofproto_v1_5",

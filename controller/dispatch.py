@@ -13,6 +13,7 @@ priority   match                                         action
 100        ``shard``: in_port=shim egress,               group:1 (select, one
            eth_type=IPv4                                 bucket per core)
 100        in_port=core i, eth_type=IPv4 (one per core)  output:sink
+100        ``pb``: in_port=core i, eth_type=0x88B5       CONTROLLER (heartbeats)
 0          anything else                                 drop (counted)
 =========  ============================================  ==========================
 
@@ -29,6 +30,15 @@ priority   match                                         action
   OpenFlow 1.5 group mods; os-ken has no class for it, so :func:`selection_method_property`
   builds its bytes. The switch must offer OpenFlow 1.5 for this mode; the app logs an
   error and installs nothing if it only speaks 1.3.
+* ``pb`` is primary-backup (``nfs.replication``): the ``single`` pipeline, its one slot
+  rule sending everything to the first core port (the primary); the other core ports are
+  backups in order, which get no traffic. Every core port's heartbeats (ethertype 0x88B5,
+  which a core never sends otherwise) go to the controller. A watchdog (:class:`Watchdog`,
+  every ``WATCHDOG_PERIOD_S``) moves the slot rule to the first backup whose heartbeats are
+  fresh once the active port's have stopped for ``failover_timeout_ms`` (plan field,
+  default 200), with one OFPFC_MODIFY_STRICT, and records each failover (monotonic and
+  wall time, from and to port) in ``controller_events.json`` next to the plan file (the
+  trial's folder), with each port's heartbeat count, refreshed every second.
 
 Everything from the generator goes to the shim, malformed frames too: the shim counts them.
 Every rule carries ``COOKIE`` so tests and the trial runner can find them with
@@ -48,27 +58,37 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.compat import (
     CONFIG_DISPATCHER,
     MAIN_DISPATCHER,
     BaseApp,
     cfg,
+    hub,
     ofp_event,
     ofproto_v1_3,
     ofproto_v1_5,
     ofproto_v1_5_parser,
     set_ev_cls,
 )
+from nfs.replication import ETH_P_HEARTBEAT, parse_heartbeat
+from sequencer.dataplane import write_json
 from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac
 
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100
 PRIORITY_DROP = 0
-MODES = ("scr", "lock", "shard", "single")
-SLOT_MODES = ("scr", "lock", "single")  # the modes that spray by slot MAC
+MODES = ("scr", "lock", "shard", "single", "pb")
+SLOT_MODES = ("scr", "lock", "single", "pb")  # the modes that spray by slot MAC
 SHARD_GROUP_ID = 1
+OFPP_CONTROLLER = 0xFFFFFFFD  # the same in OpenFlow 1.3 and 1.5
+DEFAULT_FAILOVER_TIMEOUT_MS = 200.0
+WATCHDOG_PERIOD_S = 0.02
+EVENTS_FILE = "controller_events.json"
+EVENTS_REFRESH_S = 1.0  # heartbeat counts in the events file are at most this old
 
 # OVS's selection-method group property (openflow/netronome-ext.h).
 OFPGPT15_EXPERIMENTER = 0xFFFF
@@ -146,6 +166,13 @@ def check_plan(plan: dict) -> None:
                              f"expected some of {', '.join(SHARD_FIELDS)}")
         if len(set(fields)) != len(fields):
             raise ValueError(f"repeated shard field in {fields}")
+    if mode == "pb":
+        ports = plan["core_ports"]
+        if len(ports) < 2 or len(set(ports)) != len(ports):
+            raise ValueError("mode 'pb' needs 2 or more distinct core ports (primary, backups)")
+        timeout = plan.get("failover_timeout_ms", DEFAULT_FAILOVER_TIMEOUT_MS)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"failover_timeout_ms must be a number > 0, got {timeout!r}")
 
 
 def select_group(plan: dict) -> SelectGroup | None:
@@ -164,18 +191,78 @@ def pipeline_rules(plan: dict) -> list[Rule]:
     rules = [Rule(PRIORITY_PIPELINE, {"in_port": plan["gen_port"]}, plan["shim_in_port"])]
     # One rule per slot in every mode: in shard mode only the end-of-run STOP frames use
     # them (the shim sends one to each core), data frames go through the select group.
+    # pb has one slot, to the primary: the other ports are its backups.
+    slot_ports = plan["core_ports"][:1] if plan_mode(plan) == "pb" else plan["core_ports"]
     rules += [
         Rule(PRIORITY_PIPELINE,
              {"in_port": shim_out, "eth_type": ETH_P_SCR, "eth_src": slot_mac(core)}, port)
-        for core, port in enumerate(plan["core_ports"])
+        for core, port in enumerate(slot_ports)
     ]
     if plan_mode(plan) not in SLOT_MODES:
         rules.append(Rule(PRIORITY_PIPELINE, {"in_port": shim_out, "eth_type": ETH_P_IP},
                           group_id=SHARD_GROUP_ID))
     rules += [Rule(PRIORITY_PIPELINE, {"in_port": port, "eth_type": ETH_P_IP}, plan["sink_port"])
               for port in plan["core_ports"]]
+    if plan_mode(plan) == "pb":
+        rules += [Rule(PRIORITY_PIPELINE, {"in_port": port, "eth_type": ETH_P_HEARTBEAT},
+                       OFPP_CONTROLLER) for port in plan["core_ports"]]
     rules.append(Rule(PRIORITY_DROP))
     return rules
+
+
+def failover_rule(plan: dict, port: int) -> Rule:
+    """pb: the slot rule of ``plan`` sending the shim's output to ``port`` instead."""
+    check_plan(plan)
+    if plan_mode(plan) != "pb" or port not in plan["core_ports"]:
+        raise ValueError(f"no failover to port {port} in mode {plan_mode(plan)!r}")
+    rule = pipeline_rules(plan)[1]
+    return Rule(rule.priority, rule.match, port)
+
+
+def failover_timeout_s(plan: dict) -> float:
+    return plan.get("failover_timeout_ms", DEFAULT_FAILOVER_TIMEOUT_MS) / 1000
+
+
+class Watchdog:
+    """pb's failover decision, from heartbeat arrival times (pure: the caller gives ``now``).
+
+    The first port is active. When its last heartbeat is more than ``timeout_s`` old, the
+    traffic moves to the first other port whose last heartbeat is not; the port left
+    behind never becomes active again (its state stopped where it died). A port is only
+    judged once it has beaten at least once: a primary still starting up is not dead.
+    """
+
+    def __init__(self, ports: list[int], timeout_s: float):
+        if len(ports) < 2 or not timeout_s > 0:
+            raise ValueError("a watchdog needs 2 or more ports and a timeout > 0")
+        self.active = ports[0]
+        self.candidates = list(ports[1:])
+        self.timeout_s = timeout_s
+        self.last: dict[int, float] = {}
+        self.counts: dict[int, int] = {port: 0 for port in ports}
+        self.events: list[dict] = []
+
+    def heartbeat(self, port: int, now: float) -> None:
+        if port in self.counts:
+            self.counts[port] += 1
+            self.last[port] = now
+
+    def fresh(self, port: int, now: float) -> bool:
+        return port in self.last and now - self.last[port] <= self.timeout_s
+
+    def check(self, now: float) -> dict | None:
+        """The failover due at ``now`` (and make it), or None."""
+        if self.active not in self.last or self.fresh(self.active, now):
+            return None
+        target = next((p for p in self.candidates if self.fresh(p, now)), None)
+        if target is None:
+            return None  # nobody to take over: keep the rule, the primary may come back
+        event = {"from_port": self.active, "to_port": target,
+                 "silent_s": round(now - self.last[self.active], 4)}
+        self.candidates.remove(target)
+        self.active = target
+        self.events.append(event)
+        return event
 
 
 def expected_flow_count(plan: dict) -> int:
@@ -248,8 +335,9 @@ class SelectionMethodProp(ofproto_v1_5_parser.OFPGroupPropExperimenter):
 # --- OpenFlow messages ------------------------------------------------------------------
 
 
-def flow_mod(datapath, rule: Rule):
-    """The OFPFlowMod adding ``rule``, in the datapath's OpenFlow version."""
+def flow_mod(datapath, rule: Rule, modify: bool = False):
+    """The OFPFlowMod adding ``rule`` (or, with ``modify``, changing the actions of the rule
+    with exactly its match and priority), in the datapath's OpenFlow version."""
     ofproto, parser = datapath.ofproto, datapath.ofproto_parser
     if rule.group_id is not None:
         actions = [parser.OFPActionGroup(rule.group_id)]
@@ -258,8 +346,10 @@ def flow_mod(datapath, rule: Rule):
     else:
         actions = []  # drop
     instructions = [parser.OFPInstructionActions(ofproto.OFPIT_APPLY_ACTIONS, actions)]
-    return parser.OFPFlowMod(datapath=datapath, cookie=COOKIE, priority=rule.priority,
-                             match=parser.OFPMatch(**rule.match), instructions=instructions)
+    command = ofproto.OFPFC_MODIFY_STRICT if modify else ofproto.OFPFC_ADD
+    return parser.OFPFlowMod(datapath=datapath, cookie=COOKIE, command=command,
+                             priority=rule.priority, match=parser.OFPMatch(**rule.match),
+                             instructions=instructions)
 
 
 def group_mods(datapath, group: SelectGroup) -> list:
@@ -299,6 +389,14 @@ class DispatchApp(BaseApp):
         with open(path) as f:
             self.pipeline = json.load(f)
         check_plan(self.pipeline)
+        self.datapath = None
+        self.watchdog: Watchdog | None = None
+        self.events_path = Path(path).resolve().parent / EVENTS_FILE
+        if plan_mode(self.pipeline) == "pb":
+            self.watchdog = Watchdog(self.pipeline["core_ports"],
+                                     failover_timeout_s(self.pipeline))
+            self._write_events()
+            hub.spawn(self._watch)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features_handler(self, ev):
@@ -312,6 +410,47 @@ class DispatchApp(BaseApp):
         self.logger.info("installed %d rules and %d groups on datapath %016x (OpenFlow 0x%x)",
                          expected_flow_count(self.pipeline), expected_groups(self.pipeline),
                          datapath.id, datapath.ofproto.OFP_VERSION)
+        self.datapath = datapath
+        if self.watchdog is not None and self.watchdog.active != self.pipeline["core_ports"][0]:
+            # A switch that reconnects after a failover gets the traffic where it went.
+            datapath.send_msg(flow_mod(datapath, failover_rule(self.pipeline,
+                                                               self.watchdog.active), True))
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def packet_in_handler(self, ev):
+        """pb: a heartbeat from a core port (nothing else is sent to the controller)."""
+        if self.watchdog is None:
+            return
+        msg = ev.msg
+        if parse_heartbeat(bytes(msg.data)) is not None:
+            self.watchdog.heartbeat(msg.match["in_port"], time.monotonic())
+
+    def _watch(self) -> None:
+        """pb's watchdog loop: fail over when the active port falls silent."""
+        refreshed = time.monotonic()
+        while True:
+            hub.sleep(WATCHDOG_PERIOD_S)
+            now = time.monotonic()
+            event = self.watchdog.check(now) if self.datapath is not None else None
+            if event is not None:
+                self.datapath.send_msg(flow_mod(self.datapath, failover_rule(
+                    self.pipeline, event["to_port"]), True))
+                event.update(t_monotonic=now, t_wall=time.time())
+                self.logger.warning("failover: port %d silent for %.3f s, traffic to port %d",
+                                    event["from_port"], event["silent_s"], event["to_port"])
+            if event is not None or now - refreshed > EVENTS_REFRESH_S:
+                try:
+                    self._write_events()
+                except OSError as err:  # keep watching: the failover matters more
+                    self.logger.error("cannot write %s: %s", self.events_path, err)
+                refreshed = now
+
+    def _write_events(self) -> None:
+        dog = self.watchdog
+        write_json(self.events_path, {
+            "mode": "pb", "timeout_s": dog.timeout_s, "active_port": dog.active,
+            "events": dog.events, "heartbeats": {str(p): n for p, n in dog.counts.items()},
+        })
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_handler(self, ev):

@@ -403,11 +403,12 @@ class Testbed:
         finally:
             sock.close()
 
-    def send_trace(self, trace_path: Path) -> None:
+    def send_trace(self, trace_path: Path, on_start=None) -> None:
         """Replay the trace, then wait until the workers have drained and stopped.
 
         The fidelity monitor samples the machine when the generator is ready and when it
-        has sent its last frame: the window in which the offered load is on.
+        has sent its last frame: the window in which the offered load is on. ``on_start``,
+        if given, is called when the generator starts sending (to act during the traffic).
         """
         c = self.config
         ovs = ovs_pid()
@@ -415,6 +416,8 @@ class Testbed:
             "experiments.generator", "--iface", self.plan.gen_iface,
             "--trace", trace_path, "--rate", c.rate_pps, "--count", c.packets))
         gen.wait_ready(time.monotonic() + c.ready_timeout_s)
+        if on_start is not None:
+            on_start()
         # The generator is gone when the window closes; it reports its own sending CPU.
         pids = {p.name: p.pid for p in self.processes if p.name in ("shim", "sink")}
         if ovs:

@@ -40,6 +40,9 @@ Results (in ``--out``): ``core<i>.json`` (counters, final state or shard, last a
 sequence number, missing ranges, socket drops, first/last packet time) and
 ``core<i>_log.csv`` (``seq,trace_id,verdict`` per packet processed).
 
+With ``--replicate-to`` or ``--backup-listen`` a ``single`` core is the primary or the backup
+of a primary-backup pair, kept equal by access-order replay (see :mod:`nfs.replication`).
+
 Run: ``python -m nfs.worker --iface nf-eth0 --core 0 --cores 4 --nf ddos --out DIR``.
 """
 
@@ -81,6 +84,7 @@ class Core:
         self.nf = nf
         self.core = core
         self.n_cores = n_cores
+        self.name = f"core{core}"  # its results' file names
         self.applied = -1  # highest sequence number whose update this core has seen
         self.stats: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
@@ -130,13 +134,13 @@ class Core:
         }
 
     def write_results(self, out_dir: Path) -> None:
-        with open(out_dir / f"core{self.core}_log.csv", "w") as f:
+        with open(out_dir / f"{self.name}_log.csv", "w") as f:
             f.write("seq,trace_id,verdict\n")
             f.writelines(
                 f"{s},{t},{v}\n"
                 for s, t, v in zip(self.log_seq, self.log_trace, self.log_verdict, strict=True)
             )
-        write_json(out_dir / f"core{self.core}.json", self.results())
+        write_json(out_dir / f"{self.name}.json", self.results())
 
 
 class Replica(Core):
@@ -373,9 +377,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rcvbuf", type=int, default=SOCKET_BUFFER,
                         help="receive queue in bytes (the core's RX ring)")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--replicate-to", metavar="HOST:PORT",
+                        help="primary-backup: be the primary, replicating to the backup there")
+    parser.add_argument("--backup-listen", metavar="HOST:PORT",
+                        help="primary-backup: be the backup, taking the primary's log there")
+    parser.add_argument("--heartbeat-ms", type=float, default=20.0,
+                        help="primary-backup: send a heartbeat frame this often (0: none)")
     args = parser.parse_args(argv)
     if not 0 <= args.core < args.cores:
         parser.error(f"--core must be in 0..{args.cores - 1}")
+    if args.replicate_to or args.backup_listen:
+        from nfs import replication  # only primary-backup workers need it
+
+        return replication.main(args)
     if args.rcvbuf < 4096:
         parser.error("--rcvbuf must be >= 4096 bytes")
     if args.inflight < 1 or not 0 <= args.store_delay_us <= 10_000_000:

@@ -23,7 +23,8 @@ TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experime
                    "controller.launcher", "experiments/skew_sweep.py",
                    "experiments/core_sweep.py", "experiments.bench_datapath",
                    "nfs.state_service", "nfs.redis_store", "redis-server 127.0.0.1",
-                   "experiments/async_latency.py")
+                   "experiments/async_latency.py", "experiments/failover.py",
+                   "experiments.failover")
 
 
 def leftovers() -> dict[str, list[str]]:

@@ -205,3 +205,106 @@ def test_ovs_decodes_the_group_and_flow_mods():
     flows = [ofp_print(d.flow_mod(dp, r)) for r in d.pipeline_rules(shard_plan(FOUR_TUPLE))]
     assert any(f"ip,in_port={p.shim_out_port}" in f and "actions=group:1" in f for f in flows)
     assert all("cookie:0x5c5" in f for f in flows)
+
+
+# --- primary-backup (pb) ----------------------------------------------------------------
+
+
+def pb_plan(timeout_ms=None) -> dict:
+    extra = {} if timeout_ms is None else {"failover_timeout_ms": timeout_ms}
+    return plan("pb", 2, **extra)
+
+
+def test_pb_is_single_to_the_primary_plus_heartbeats_to_the_controller():
+    p = PortPlan(2)
+    rules = d.pipeline_rules(pb_plan())
+    assert len(rules) == d.expected_flow_count(pb_plan()) == 7
+    slot_rules = [r for r in rules if r.match.get("in_port") == p.shim_out_port]
+    assert slot_rules == [d.Rule(100, {"in_port": p.shim_out_port, "eth_type": ETH_P_SCR,
+                                       "eth_src": slot_mac(0)}, p.core_port(0))]
+    for port in p.core_ports:  # both instances may forward, both must beat
+        assert d.Rule(100, {"in_port": port, "eth_type": ETH_P_IP}, p.sink_port) in rules
+        assert d.Rule(100, {"in_port": port, "eth_type": 0x88B5}, d.OFPP_CONTROLLER) in rules
+    assert rules[-1] == d.Rule(0, {}, None)
+    assert d.expected_groups(pb_plan()) == 0
+    assert d.OFPP_CONTROLLER == ofproto_v1_3.OFPP_CONTROLLER == ofproto_v1_5.OFPP_CONTROLLER
+
+
+def test_pb_failover_rule_moves_only_the_output():
+    p = PortPlan(2)
+    before = d.pipeline_rules(pb_plan())[1]
+    after = d.failover_rule(pb_plan(), p.core_port(1))
+    assert after.match == before.match and after.priority == before.priority
+    assert after.out_port == p.core_port(1)
+    with pytest.raises(ValueError, match="no failover to port 99"):
+        d.failover_rule(pb_plan(), 99)
+    with pytest.raises(ValueError, match="in mode 'scr'"):
+        d.failover_rule(plan("scr", 2), p.core_port(1))
+
+
+def test_pb_timeout_defaults_to_200_ms():
+    assert d.failover_timeout_s(pb_plan()) == 0.2
+    assert d.failover_timeout_s(pb_plan(50)) == 0.05
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (plan("pb", 1), "2 or more distinct core ports"),
+    ({**plan("pb", 2), "core_ports": [10, 10]}, "2 or more distinct core ports"),
+    (pb_plan(0), "failover_timeout_ms must be a number > 0"),
+    (pb_plan("fast"), "failover_timeout_ms must be a number > 0"),
+    (pb_plan(True), "failover_timeout_ms must be a number > 0"),
+])
+def test_bad_pb_plans_fail_with_one_line(bad, message):
+    with pytest.raises(ValueError) as err:
+        d.check_plan(bad)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_watchdog_fails_over_once_when_the_primary_falls_silent():
+    dog = d.Watchdog([10, 11], 0.2)
+    assert dog.check(5.0) is None  # nobody has beaten yet: nothing to judge
+    for t in (0.0, 0.02, 0.04):
+        dog.heartbeat(10, t)
+        dog.heartbeat(11, t)
+    dog.heartbeat(11, 0.2)
+    assert dog.check(0.2) is None  # 10 silent for 0.16 s: not yet
+    event = dog.check(0.241)
+    assert event == {"from_port": 10, "to_port": 11, "silent_s": 0.201}
+    assert dog.active == 11 and dog.events == [event]
+    dog.heartbeat(10, 0.25)  # the old primary comes back: it never gets the traffic again
+    assert dog.check(5.0) is None and dog.active == 11
+    assert dog.counts == {10: 4, 11: 4}
+
+
+def test_watchdog_never_fails_over_to_a_silent_backup():
+    dog = d.Watchdog([10, 11, 12], 0.2)
+    dog.heartbeat(10, 0.0)
+    dog.heartbeat(11, 0.0)
+    assert dog.check(0.3) is None  # 11 is as dead as 10, 12 never beat: keep the rule
+    dog.heartbeat(12, 0.5)
+    assert dog.check(0.6)["to_port"] == 12
+    dog.heartbeat(99, 0.6)  # not a core port: ignored
+    assert 99 not in dog.counts
+
+
+def test_watchdog_needs_two_ports_and_a_timeout():
+    with pytest.raises(ValueError):
+        d.Watchdog([10], 0.2)
+    with pytest.raises(ValueError):
+        d.Watchdog([10, 11], 0)
+
+
+@pytest.mark.skipif(shutil.which("ovs-ofctl") is None, reason="Open vSwitch not installed")
+def test_ovs_decodes_the_pb_rules_and_the_failover_modify():
+    def ofp_print(msg) -> str:
+        out = subprocess.run(["ovs-ofctl", "ofp-print", wire(msg)], capture_output=True,
+                             text=True, check=True).stdout
+        assert "invalid" not in out.lower() and "error" not in out.lower(), out
+        return out
+
+    dp = datapath()
+    beat = [r for r in d.pipeline_rules(pb_plan()) if r.out_port == d.OFPP_CONTROLLER]
+    assert "actions=CONTROLLER" in ofp_print(d.flow_mod(dp, beat[0]))
+    text = ofp_print(d.flow_mod(dp, d.failover_rule(pb_plan(), 11), modify=True))
+    assert "MOD_STRICT" in text and "actions=output:11" in text
+    assert "dl_src=02:53:43:52:00:00" in text
