@@ -82,6 +82,7 @@ from experiments.trial import (  # noqa: E402
     TrialConfig,
     TrialError,
     interrupt_on_stop_signals,
+    read_int_csv,
     read_result,
     trace_packets,
 )
@@ -209,16 +210,6 @@ def read_timeline(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _csv_rows(path: Path) -> list[list[int]]:
-    try:
-        with open(path) as f:
-            reader = csv.reader(f)
-            next(reader)
-            return [[int(x) for x in row] for row in reader]
-    except (OSError, ValueError, StopIteration) as err:
-        raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
-
-
 def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: int,
             kill_ns: int, primary_port: int, backup_port: int) -> tuple[dict, list[dict]]:
     """Check a finished failover trial; ``(result, timeline rows)``."""
@@ -228,9 +219,9 @@ def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: in
     events = read_result(trial_dir / EVENTS_FILE)
     sink = read_result(trial_dir / "sink.json")
     gen = read_result(trial_dir / "generator.json")
-    sequenced = _csv_rows(trial_dir / "sequenced.csv")  # seq, trace_id, ts_ns
-    arrivals = _csv_rows(trial_dir / "sink_log.csv")  # trace_id, t_ns
-    backup_log = _csv_rows(trial_dir / f"{BACKUP}_log.csv")  # seq, trace_id, verdict
+    sequenced = read_int_csv(trial_dir / "sequenced.csv")  # seq, trace_id, ts_ns
+    arrivals = read_int_csv(trial_dir / "sink_log.csv")  # trace_id, t_ns
+    backup_log = read_int_csv(trial_dir / f"{BACKUP}_log.csv")  # seq, trace_id, verdict
     by_trace_id = trace_packets(read_pcap(trace_path))
     if any(tid not in by_trace_id for _s, tid, _ts in sequenced):
         raise TrialError("the shim sequenced a packet that is not in the trace")

@@ -496,7 +496,8 @@ def read_result(path: Path) -> dict:
         raise TrialError(f"missing or unreadable result {path.name}: {err}") from None
 
 
-def _read_csv(path: Path) -> list[list[int]]:
+def read_int_csv(path: Path) -> list[list[int]]:
+    """The rows of a results CSV of integers, header skipped; TrialError if unreadable."""
     try:
         with open(path) as f:
             rows = csv.reader(f)
@@ -510,7 +511,7 @@ def read_store(out_dir: Path) -> tuple[dict, list[int]]:
     """The store's results (``store.json``) and the sequence numbers in the order it
     applied them (``store_order.csv``)."""
     return (read_result(out_dir / "store.json"),
-            [seq for _pos, seq in _read_csv(out_dir / "store_order.csv")])
+            [seq for _pos, seq in read_int_csv(out_dir / "store_order.csv")])
 
 
 def _store_result(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
@@ -604,11 +605,11 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     shim = read_result(out_dir / "shim.json")
     sink = read_result(out_dir / "sink.json")
     cores = [read_result(out_dir / f"core{i}.json") for i in range(config.cores)]
-    sequenced = _read_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
+    sequenced = read_int_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
     log = sorted(
         (seq, i, verdict, trace_id)
         for i in range(config.cores)
-        for seq, trace_id, verdict in _read_csv(out_dir / f"core{i}_log.csv")
+        for seq, trace_id, verdict in read_int_csv(out_dir / f"core{i}_log.csv")
     )
     with open(out_dir / "verdicts.csv", "w") as f:
         f.write("seq,core,verdict,trace_id\n")

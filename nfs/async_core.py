@@ -45,7 +45,7 @@ from array import array
 from nfs.base import NetworkFunction
 from nfs.packet import parse
 from nfs.strategies import StoreStrategy
-from nfs.worker import Core
+from nfs.worker import Core, unpack_plain_header
 from sequencer import header as h
 from sequencer.dataplane import DropCounter, announce_ready, open_socket
 
@@ -82,11 +82,7 @@ class StoreCore(Core):
     def accept(self, frame: bytes):
         """Check a frame as ``lock`` does: ``(seq, packet, timestamp)``, or None."""
         try:
-            hdr = h.unpack_header(frame)
-            if hdr.slot != self.core or hdr.n_cores != self.n_cores:
-                raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
-            if hdr.count:
-                raise h.MalformedFrame("bad_header", f"{hdr.count} history records")
+            hdr = unpack_plain_header(frame, self.core, self.n_cores)
             if hdr.flags & h.FLAG_STOP:
                 self.stopped = True
                 return None

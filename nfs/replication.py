@@ -59,6 +59,7 @@ from sequencer.dataplane import (
     DropCounter,
     announce_ready,
     open_socket,
+    parse_address,
     run_until_stopped,
 )
 
@@ -87,14 +88,6 @@ DEFAULT_HEARTBEAT_S = 0.02
 
 class ReplicationError(RuntimeError):
     """The log connection failed or the peer spoke something else."""
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``'HOST:PORT'`` -> ``(host, port)``; a one-line ValueError otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT with a port in 1..65535, got {text!r}")
-    return host, int(port)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:

@@ -47,7 +47,13 @@ from pathlib import Path
 
 from nfs import NF_CLASSES, make_nf
 from nfs.base import NetworkFunction
-from sequencer.dataplane import announce_ready, cpu_seconds, ignore_stop_signals, write_json
+from sequencer.dataplane import (
+    announce_ready,
+    cpu_seconds,
+    ignore_stop_signals,
+    parse_address,
+    write_json,
+)
 
 REQUEST_HEADER = struct.Struct("!qH")  # sequence number, record length
 FLAG_OLD = 0x01
@@ -83,12 +89,7 @@ def unpack_response(nf: NetworkFunction, data: bytes | memoryview,
 
 def parse_listen(address: str) -> tuple[str, int]:
     """``host:port`` with a loopback IP host, else a one-line ValueError."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"listen address must be HOST:PORT, not {address!r}")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port must be in 1..65535, not {port}")
+    host, port = parse_address(address, "listen address")
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:

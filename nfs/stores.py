@@ -48,6 +48,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from nfs.base import NetworkFunction
 from nfs.state_service import REQUEST_HEADER, response_size, unpack_response
+from sequencer.dataplane import parse_address
 
 STORE_KINDS = ("service", "redis", "redis-naive")
 STORE_ORDER_KEY = b"scr:order"  # Redis list: sequence numbers in the order they were applied
@@ -75,19 +76,6 @@ return {1}
 def redis_key(nf: NetworkFunction, key: tuple) -> bytes:
     """The Redis key that holds ``nf``'s state for ``key``."""
     return KEY_PREFIX + nf.pack_key(key)
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` as ``(host, port)``, else a one-line ValueError."""
-    if not isinstance(address, str):
-        raise ValueError(f"store address must be HOST:PORT, not {address!r}")
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"store address must be HOST:PORT, not {address!r}")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"store port must be in 1..65535, not {port}")
-    return host, port
 
 
 def _describe(err: BaseException) -> str:
@@ -346,7 +334,7 @@ class RedisClient(StoreClient):
 def make_store(kind: str, nf: NetworkFunction, address: str,
                delay_s: float = 0.0) -> StoreClient:
     """The client of store ``kind`` (one of ``STORE_KINDS``) at ``address`` (HOST:PORT)."""
-    host, port = parse_address(address)
+    host, port = parse_address(address, "store address")
     if kind == "service":
         return ServiceClient(nf, host, port, delay_s)
     if kind in ("redis", "redis-naive"):

@@ -212,6 +212,17 @@ class Replica(Core):
         return results
 
 
+def unpack_plain_header(frame: bytes, core: int, n_cores: int) -> h.ScrHeader:
+    """The SCR header of a frame for a core that expects no history (``lock`` and the store
+    strategies); MalformedFrame if it is for another core or carries records."""
+    hdr = h.unpack_header(frame)
+    if hdr.slot != core or hdr.n_cores != n_cores:
+        raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
+    if hdr.count:
+        raise h.MalformedFrame("bad_header", f"{hdr.count} history records")
+    return hdr
+
+
 class LockCore(Core):
     """A ``lock`` core: no replica; every transition runs on the shared table, locked."""
 
@@ -229,11 +240,7 @@ class LockCore(Core):
 
     def handle(self, frame: bytes) -> bytes | None:
         try:
-            hdr = h.unpack_header(frame)
-            if hdr.slot != self.core or hdr.n_cores != self.n_cores:
-                raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
-            if hdr.count:
-                raise h.MalformedFrame("bad_header", f"{hdr.count} history records")
+            hdr = unpack_plain_header(frame, self.core, self.n_cores)
             stop = hdr.flags & h.FLAG_STOP
             pkt = None if stop else parse(frame, h.PAYLOAD_OFFSET)
         except h.MalformedFrame as err:

@@ -120,6 +120,14 @@ class DropCounter:
         return self.dropped
 
 
+def parse_address(text: str, what: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` as ``(host, port)``, else a one-line ValueError naming ``what``."""
+    host, sep, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} must be HOST:PORT with a port in 1..65535, not {text!r}")
+    return host, int(port)
+
+
 def announce_ready() -> None:
     print(READY, flush=True)
 

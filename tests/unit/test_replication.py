@@ -19,6 +19,7 @@ from nfs import replication as r
 from nfs.packet import parse
 from nfs.reference import run_reference
 from sequencer import header as h
+from sequencer.dataplane import parse_address
 
 SPEC = TraceSpec(packets=300, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=5)
@@ -266,11 +267,11 @@ def test_parse_heartbeat_rejects_other_frames(frames):
 @pytest.mark.parametrize("text", ["127.0.0.1", "127.0.0.1:0", ":80", "h:99999", "h:x"])
 def test_parse_address_rejects(text):
     with pytest.raises(ValueError, match="HOST:PORT"):
-        r.parse_address(text)
+        parse_address(text)
 
 
 def test_parse_address():
-    assert r.parse_address("127.0.0.1:7651") == ("127.0.0.1", 7651)
+    assert parse_address("127.0.0.1:7651") == ("127.0.0.1", 7651)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -309,7 +309,7 @@ def test_redis_store_reports_a_taken_port_in_one_line(tmp_path):
     ("service", "127.0.0.1", 0, "must be HOST:PORT"),
     ("redis", ":7000", 0, "must be HOST:PORT"),
     ("redis", "127.0.0.1:http", 0, "must be HOST:PORT"),
-    ("redis-naive", "127.0.0.1:70000", 0, "must be in 1..65535"),
+    ("redis-naive", "127.0.0.1:70000", 0, "port in 1..65535"),
     ("service", "127.0.0.1:7000", -0.1, "delay must be a finite number"),
     ("redis", "127.0.0.1:7000", float("nan"), "delay must be a finite number"),
 ])
