@@ -2,9 +2,10 @@
 
 NetStar's point: a middlebox that waits for an outside service (a state store, a DNS
 server) should keep processing other packets meanwhile. This sweep injects a latency
-before every store query (``--store-delays-us``) and measures, on one core, the MLFFR and
-the per-packet latency of the ``service`` and ``remote`` strategies on the asyncio runtime
-(``--inflight`` packets in flight) and on the blocking one (one packet at a time). A
+before every round trip to the store (``--store-delays-us``; a Redis transition makes
+two) and measures, on one core, the MLFFR and the per-packet latency of the ``service``
+and ``remote`` strategies on the asyncio runtime (``--inflight`` packets in flight) and on
+the blocking one (one packet at a time). A
 blocking core's rate falls as ``1 / (latency + compute)``; the async core's stays at its
 compute limit until ``inflight / latency`` drops below it.
 

@@ -580,7 +580,7 @@ def _delay_rows(run_dir: Path) -> list[dict]:
 
 def plot_delay(run_dir: Path) -> Path:
     """``store_delay.png``: throughput (left) and median per-packet latency (right) vs. the
-    store latency injected before each query, one line per strategy and NF."""
+    store latency injected per round trip, one line per strategy and NF."""
     rows = _delay_rows(run_dir)
     if len({r["delay_ms"] for r in rows}) < 2:
         raise ValueError(f"{Path(run_dir) / RESULTS_CSV} has fewer than 2 store delays")

@@ -87,7 +87,7 @@ class Point:
     strategy: str
     cores: int
     skew: float
-    store_delay_us: float = 0.0  # service/remote: latency injected before each query
+    store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
 
     @property
     def name(self) -> str:
@@ -142,7 +142,8 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="service/remote: packets in flight per core (async runtime)")
     parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
                         default=defaults.get("store_delays_us", [0.0]),
-                        help="service/remote: latencies injected before each store query "
+                        help="service/remote: latencies injected before each round trip to "
+                             "the store "
                              "(one point per value)")
     parser.add_argument("--probe-per-core", type=positive_float,
                         default=defaults.get("probe_per_core", PROBE_PER_CORE),

@@ -92,7 +92,7 @@ class TrialConfig:
     rx_queue_bytes: int = CORE_RX_QUEUE
     transfer_work: int = 0  # lock: spin rounds when a key's state moved between cores
     inflight: int = 32  # service/remote: packets in flight per core (async runtime)
-    store_delay_us: float = 0.0  # service/remote: latency injected before each query
+    store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done

@@ -29,10 +29,10 @@ Results add to the worker's: the store's counters (``ops``, ``retries``), and pe
 latency, from the frame's arrival at the core to its verdict (queueing for an in-flight
 slot included), as percentiles.
 
-Caveats: an injected store delay is an ``asyncio.sleep`` before each query, so it has the
-event loop's timer granularity (about 1 ms, rounded up): compare runs by the *measured*
-store latency in the results, not by the nominal delay. A query whose store has gone away
-is counted (``store_errors``) and its packet dropped.
+Caveats: an injected store delay is an ``asyncio.sleep`` before each round trip to the
+store (``nfs.stores``), so it has the event loop's timer granularity (about 1 ms, rounded
+up): compare runs by the *measured* latency in the results, not by the nominal delay. A
+query whose store has gone away is counted (``store_errors``) and its packet dropped.
 """
 
 from __future__ import annotations

@@ -23,9 +23,11 @@ one :class:`StoreClient` (an asyncio one: many packets of a core may be in fligh
     updates, which is what a stateless NF without transactions gets.
 
 Every ``apply(seq, fields)`` returns the key's ``(old, new)`` value tuples, so the core can
-take the NF's verdict. ``delay_s`` injects a store latency (one ``asyncio.sleep`` per apply,
-before anything else: a farther store); ``latency_us`` keeps each apply's round trip,
-that delay included (the first ``MAX_LATENCY_SAMPLES``).
+take the NF's verdict. ``delay_s`` injects a store latency: a farther store, so one
+``asyncio.sleep(delay_s)`` before every round trip to it (one per service query; a Redis
+transition pays it before its read and again before each write, which is also what
+widens a naive read-modify-write's race window, as distance does); ``latency_us`` keeps
+each apply's time, those delays included (the first ``MAX_LATENCY_SAMPLES``).
 
 Caveats: the ``service`` client batches the requests issued in one event-loop iteration
 into one write, and does not apply back-pressure: the caller bounds the packets in flight.
@@ -121,7 +123,8 @@ class StoreClient(ABC):
     async def apply(self, seq: int, fields: tuple) -> tuple[tuple | None, tuple | None]:
         """Run the NF's transition for record ``fields`` (packet ``seq``) in the store and
         return the key's ``(old, new)`` values (None: absent). Concurrent calls are allowed.
-        With ``delay_s > 0`` it first sleeps that long (the injected store latency)."""
+        With ``delay_s > 0`` every round trip to the store first sleeps that long (the
+        injected store latency)."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -282,19 +285,20 @@ class RedisClient(StoreClient):
 
     async def apply(self, seq: int, fields: tuple) -> tuple[tuple | None, tuple | None]:
         start = time.perf_counter()
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
         client, nf = self._client(), self.nf
         key = KEY_PREFIX + nf.pack_key(nf.key(fields))
         try:
             if self.atomic:
                 async with self._key_locks[key]:
+                    await self._travel()
                     old_bytes = await client.get(key)
                     old, new = await self._compare_and_set(client, key, old_bytes, seq, fields)
             else:
+                await self._travel()
                 old_bytes = await client.get(key)
                 old = self._unpack_value(old_bytes) if old_bytes is not None else None
                 new = nf.apply(old, fields)
+                await self._travel()
                 if new is None:
                     await client.delete(key)
                 else:
@@ -304,6 +308,11 @@ class RedisClient(StoreClient):
             raise ConnectionError(f"redis at {self.address}: {_describe(err)}") from None
         self._record_latency(start)
         return old, new
+
+    async def _travel(self) -> None:
+        """The injected latency of one round trip to the store."""
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
 
     async def _compare_and_set(self, client, key: bytes, old_bytes: bytes | None, seq: int,
                                fields: tuple) -> tuple[tuple | None, tuple | None]:
@@ -315,6 +324,7 @@ class RedisClient(StoreClient):
             new = apply(old, fields)
             args = (b"0", b"") if old_bytes is None else (b"1", old_bytes)
             args += (b"0", b"") if new is None else (b"1", pack(*new))
+            await self._travel()
             try:
                 reply = await client.evalsha(self._sha, 2, key, STORE_ORDER_KEY, *args, seq)
             except NoScriptError:  # the server lost its scripts (restart, SCRIPT FLUSH)
