@@ -372,8 +372,8 @@ class Testbed:
     @property
     def store_is_core(self) -> bool:
         """The state service is one more core of the NF; a Redis server is outside it."""
-        return STORE_STRATEGIES.get(self.config.strategy, None) is not None and \
-            STORE_STRATEGIES[self.config.strategy].store == "service"
+        kind = STORE_STRATEGIES.get(self.config.strategy)
+        return kind is not None and kind.store == "service"
 
     def _start_store(self, nf_args: tuple, deadline: float) -> str:
         """Start the strategy's store in the NF host, wait until it serves; its address."""
@@ -514,13 +514,14 @@ def read_store(out_dir: Path) -> tuple[dict, list[int]]:
             [seq for _pos, seq in read_int_csv(out_dir / "store_order.csv")])
 
 
-def _store_result(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
-                  packets: dict, log: list[tuple[int, int, int, int]]) -> dict:
+def _store_result(config: TrialConfig, nf, store_results: tuple[dict, list[int]] | None,
+                  cores: list[dict], packets: dict,
+                  log: list[tuple[int, int, int, int]]) -> dict:
     """What only the store strategies have: the access-order check, the store's counters,
-    per-packet and per-query latency."""
-    if config.strategy not in STORE_STRATEGIES:
+    per-packet and per-query latency (``store_results``: ``read_store``'s, None for others)."""
+    if store_results is None:
         return {}
-    store, order = read_store(out_dir)
+    store, order = store_results
     check = check_access_order(nf, packets, order, ((s, c, v) for s, c, v, _t in log),
                                store["state"])
     stats = [core.get("store", {}) for core in cores]
@@ -559,8 +560,9 @@ def trace_packets(frames: list[bytes]) -> dict[int, Packet]:
     return packets
 
 
-def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
-           processed: set[int], last_seq: int) -> tuple[list[StateView], dict[int, int]]:
+def _views(config: TrialConfig, out_dir: Path, cores: list[dict], processed: set[int],
+           last_seq: int, store_results: tuple[dict, list[int]] | None,
+           ) -> tuple[list[StateView], dict[int, int]]:
     """The states a run ended with, what each should hold, and which checks which verdicts.
 
     * scr/single: one view per replica; it lacks exactly the updates in its gap ranges.
@@ -575,12 +577,12 @@ def _views(config: TrialConfig, nf, out_dir: Path, cores: list[dict],
             for c in cores
         ]
         return views, {c["core"]: i for i, c in enumerate(cores)}
-    lacking = frozenset(set(range(last_seq + 1)) - processed)
-    if config.strategy in STORE_STRATEGIES:
-        store, order = read_store(out_dir)
+    if store_results is not None:
+        store, order = store_results
         lacking = frozenset(set(range(last_seq + 1)) - set(order))
         return [StateView("store", store["state"], last_seq, lacking)], \
             {c["core"]: 0 for c in cores}
+    lacking = frozenset(set(range(last_seq + 1)) - processed)
     if config.strategy == "lock":
         state = read_result(out_dir / "shared_state.json")
         name = "shared"
@@ -621,8 +623,9 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         raise TrialError("the shim sequenced a packet that is not in the trace")
     packets = {seq: (by_trace_id[tid], ts) for seq, tid, ts in sequenced}
     processed_seqs = {s for s, _c, _v, _t in log}
-    views, view_of_core = _views(config, nf, out_dir, cores, processed_seqs,
-                                 len(sequenced) - 1)
+    store_results = read_store(out_dir) if config.strategy in STORE_STRATEGIES else None
+    views, view_of_core = _views(config, out_dir, cores, processed_seqs, len(sequenced) - 1,
+                                 store_results)
     check = check_views(nf, packets, ((s, c, v) for s, c, v, _t in log), views, view_of_core)
     lost_updates = sum(len(v.skip) for v in views)
 
@@ -676,7 +679,7 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         },
         "throttled": window.get("throttled", []) if window else [],
         "span_s": round(span_s, 3),
-        **_store_result(config, nf, out_dir, cores, packets, log),
+        **_store_result(config, nf, store_results, cores, packets, log),
     }
     (out_dir / "trial.json").write_text(json.dumps(
         {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1,
