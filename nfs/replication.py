@@ -51,8 +51,7 @@ from pathlib import Path
 
 from nfs import make_nf
 from nfs.base import NetworkFunction
-from nfs.packet import parse
-from nfs.worker import MAX_GAPS_LOGGED, Replica, run
+from nfs.worker import Replica, run
 from sequencer import header as h
 from sequencer.dataplane import (
     SOCKET_BUFFER,
@@ -183,6 +182,7 @@ class PrimaryReplica(Replica):
         super().__init__(nf, core, n_cores)
         self.replicator = replicator
         self.solo_from: int | None = None  # first seq not replicated, after the backup failed
+        self._record = b""  # the history record of the packet processed last
 
     def handle(self, frame: bytes) -> bytes | None:
         processed = self.stats["processed"]
@@ -195,7 +195,7 @@ class PrimaryReplica(Replica):
         if self.stats["processed"] == processed:
             return out  # malformed or stale: the state did not change
         try:
-            applied = self.replicator.replicate(self.applied, self._record_of(frame))
+            applied = self.replicator.replicate(self.applied, self._record)
         except ReplicationError as err:
             # The backup may or may not hold this packet's update: do not forward it, and
             # carry on alone (see the module's caveats).
@@ -207,12 +207,11 @@ class PrimaryReplica(Replica):
         self.stats["replicated"] += 1
         return out
 
-    def _record_of(self, frame: bytes) -> bytes:
-        """The packet's history record, rebuilt from the frame ``handle`` just processed
-        (the base class keeps none: a single core's frames carry no history)."""
-        hdr = h.unpack_header(frame)
-        pkt = parse(frame, h.PAYLOAD_OFFSET + hdr.count * hdr.record_size)
-        return self.nf.pack_record(pkt, hdr.timestamp_ns)
+    def _process(self, pkt, ts: int) -> int:
+        # Keep the packet's history record for the log (a single core's frames carry
+        # none), from the packet ``handle`` already parsed.
+        self._record = self.nf.pack_record(pkt, ts)
+        return super()._process(pkt, ts)
 
     def _end(self) -> None:
         try:
@@ -257,10 +256,7 @@ class BackupReplica(Replica):
         if seq <= self.applied:
             self.stats["log_refused"] += 1
             return False
-        if seq > self.applied + 1:  # the primary never got these packets either
-            self.stats["gap_records"] += seq - self.applied - 1
-            if len(self.gaps) < MAX_GAPS_LOGGED:
-                self.gaps.append((self.applied + 1, seq - 1))
+        self.note_gap(seq)  # the primary never got the packets before it either
         self.nf.update(self.state, self._unpack_record(record))
         self.applied = seq
         self.stats["log_applied"] += 1

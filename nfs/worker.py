@@ -178,16 +178,24 @@ class Replica(Core):
         if stop:
             self.stopped = True
             return None
-        verdict = self.nf.process(self.state, pkt, hdr.timestamp_ns)
+        verdict = self._process(pkt, hdr.timestamp_ns)
         self.applied = seq
         return self._done(seq, pkt.trace_id, verdict, frame[inner:])
 
-    def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
-        """Apply the records of ``first .. seq-1`` not yet applied; note missing ones."""
+    def _process(self, pkt, ts: int) -> int:
+        """Run the NF on this core's own packet (a subclass may also keep what it needs)."""
+        return self.nf.process(self.state, pkt, ts)
+
+    def note_gap(self, first: int) -> None:
+        """Updates ``applied+1 .. first-1`` will never come: count and log the range."""
         if first > self.applied + 1:
             self.stats["gap_records"] += first - self.applied - 1
             if len(self.gaps) < MAX_GAPS_LOGGED:
                 self.gaps.append((self.applied + 1, first - 1))
+
+    def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
+        """Apply the records of ``first .. seq-1`` not yet applied; note missing ones."""
+        self.note_gap(first)
         update, unpack, state = self.nf.update, self._unpack_record, self.state
         size = self._record_size
         start = max(first, self.applied + 1)  # records before it are in the state already
