@@ -80,7 +80,7 @@ from tabulate import tabulate  # noqa: E402
 from experiments.argtypes import non_negative_float, positive_int  # noqa: E402
 from experiments.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
 from experiments.generator import send_trace  # noqa: E402
-from experiments.preflight import EnvironmentProblem, check_environment  # noqa: E402
+from experiments.preflight import EnvironmentProblem  # noqa: E402
 from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
 from experiments.traffic import TraceSpec, make_trace, read_pcap, write_pcap  # noqa: E402
 from experiments.trial import (  # noqa: E402
@@ -88,11 +88,11 @@ from experiments.trial import (  # noqa: E402
     HostProcess,
     TrialError,
     deferred_interrupts,
-    interrupt_on_stop_signals,
     ovs_ofctl,
     ovs_pid,
     quiet_switch_ports,
     read_result,
+    start_experiment,
 )
 from sequencer.dataplane import (  # noqa: E402
     ETH_P_ALL,
@@ -643,17 +643,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--role"]:
         return role_main(argv)
     args = parse_args(argv)
-    try:
-        check_environment()
-    except EnvironmentProblem as err:
-        print(f"bench_datapath: {err}", file=sys.stderr)
-        return 2
-    interrupt_on_stop_signals()
+    if (status := start_experiment("bench_datapath")) is not None:
+        return status
     started = time.monotonic()
     try:
         run_dir, rows = benchmark(
-            args.paths, args.count, args.results_dir, args.rate,
-            {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+            args.paths, args.count, args.results_dir, args.rate, vars(args))
     except EnvironmentProblem as err:
         print(f"bench_datapath: {err}", file=sys.stderr)
         return 2

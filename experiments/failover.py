@@ -74,16 +74,15 @@ from tabulate import tabulate  # noqa: E402
 from controller.dispatch import EVENTS_FILE  # noqa: E402
 from experiments.argtypes import non_negative_float, positive_float  # noqa: E402
 from experiments.cpu_quota import CoreQuotas  # noqa: E402
-from experiments.preflight import EnvironmentProblem, check_environment  # noqa: E402
 from experiments.results import new_run_dir, write_config  # noqa: E402
 from experiments.traffic import TraceSpec, make_trace, read_pcap, write_pcap  # noqa: E402
 from experiments.trial import (  # noqa: E402
     Testbed,
     TrialConfig,
     TrialError,
-    interrupt_on_stop_signals,
     read_int_csv,
     read_result,
+    start_experiment,
     trace_packets,
 )
 from nfs import NF_CLASSES, make_nf  # noqa: E402
@@ -450,18 +449,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        check_environment()
-    except EnvironmentProblem as err:
-        print(f"failover: {err}", file=sys.stderr)
-        return 2
-    interrupt_on_stop_signals()
+    if (status := start_experiment("failover")) is not None:
+        return status
     try:
         run_dir, result = run_failover(
             args.nf, args.nf_params, args.rate, args.duration, args.kill_at, args.skew,
             args.timeout_ms, None if args.no_quota else args.core_share, args.seed,
-            args.results_dir,
-            {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+            args.results_dir, vars(args))
     except KeyboardInterrupt:
         print("\nfailover: interrupted", file=sys.stderr)
         return 130

@@ -40,10 +40,9 @@ from experiments.argtypes import (
 )
 from experiments.mlffr import DEFAULT_THRESHOLD, find_mlffr
 from experiments.plotting import plot_run
-from experiments.preflight import EnvironmentProblem, check_environment
 from experiments.results import CsvLog, new_run_dir, write_config
 from experiments.traffic import TraceSpec, flow_shares, make_trace, write_pcap
-from experiments.trial import TrialConfig, TrialError, interrupt_on_stop_signals, run_trial
+from experiments.trial import TrialConfig, TrialError, run_trial, start_experiment
 from nfs import NF_CLASSES
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES
 
@@ -344,12 +343,8 @@ def table(rows: list[dict]) -> str:
 
 def main(kind: str, args: argparse.Namespace) -> int:
     """Run a sweep; print the table and the plots' paths. Exit 130 on Ctrl-C."""
-    try:
-        check_environment()
-    except EnvironmentProblem as err:
-        print(f"{kind}: {err}", file=sys.stderr)
-        return 2
-    interrupt_on_stop_signals()
+    if (status := start_experiment(kind)) is not None:
+        return status
     started = time.monotonic()
     sweep = Sweep(kind, args)
     print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)

@@ -52,6 +52,7 @@ from controller.launcher import ControllerProcess, LoopbackController
 from experiments import fidelity
 from experiments.cpu_quota import CoreQuotas, quota_us
 from experiments.fidelity import pid_cpu_seconds
+from experiments.preflight import EnvironmentProblem, check_environment
 from experiments.traffic import read_pcap
 from nfs import make_nf
 from nfs.packet import Packet, parse
@@ -178,6 +179,19 @@ class HostProcess:
 
 def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
+
+
+def start_experiment(name: str) -> int | None:
+    """What an experiment's ``main`` does first: check the machine (a one-line message on
+    stderr and exit status 2 when it cannot run the testbed), then make Ctrl-C and SIGTERM
+    stop the experiment cleanly. None when the experiment may go on."""
+    try:
+        check_environment()
+    except EnvironmentProblem as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 2
+    interrupt_on_stop_signals()
+    return None
 
 
 def interrupt_on_stop_signals() -> None:
