@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from mininet.log import warn
 from mininet.node import RemoteController
 
 LOOPBACK = "127.0.0.1"
@@ -54,10 +55,22 @@ class LoopbackController(RemoteController):
     Mininet's ``RemoteController.stop`` does nothing, so the bash shell Mininet opens for
     every node outlives ``net.stop()`` (``mn -c`` would then kill it by name). This one ends
     its own shell, by its own pid, when the network stops.
+
+    Mininet checks a remote controller by running ``telnet`` to its port in that shell and
+    decoding what telnet prints as UTF-8; when the controller's OpenFlow HELLO (a random
+    transaction id) arrives before telnet quits, the decode can fail, and the exception
+    leaves the shell behind. :class:`ControllerProcess` has already waited until the port
+    listens, so this one checks ``/proc/net/tcp`` instead and never connects.
     """
 
     def __init__(self, name: str, port: int):
         super().__init__(name, ip=LOOPBACK, port=port)
+
+    def checkListening(self):  # noqa: N802 (Mininet's name)
+        # Warn as Mininet does, never raise: an exception here would leave the shell behind,
+        # and a controller that is not there shows as a pipeline that never arrives.
+        if not is_listening(self.port, self.ip):
+            warn(f"no controller listening on {self.ip}:{self.port}\n")
 
     def stop(self, *args, **kwargs):
         self.terminate()
