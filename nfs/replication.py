@@ -80,8 +80,8 @@ HEARTBEAT_DST_MAC = "02:53:43:52:ff:fd"  # the testbed's scheme (header.slot_mac
 HEARTBEAT_SRC_PREFIX = "02:53:43:52:fe:"
 HEARTBEAT = struct.Struct("!6s6sH4sBBq")  # Ethernet, magic, version, role, counter
 HEARTBEAT_FRAME_SIZE = 60  # the Ethernet minimum without FCS
-PRIMARY, BACKUP = 0, 1
-ROLES = {PRIMARY: "primary", BACKUP: "backup"}
+PRIMARY, BACKUP, CORE = 0, 1, 2
+ROLES = {PRIMARY: "primary", BACKUP: "backup", CORE: "core"}  # CORE: an SCR core's health
 DEFAULT_HEARTBEAT_S = 0.02
 
 

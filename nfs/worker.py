@@ -40,6 +40,10 @@ Results (in ``--out``): ``core<i>.json`` (counters, final state or shard, last a
 sequence number, missing ranges, socket drops, first/last packet time) and
 ``core<i>_log.csv`` (``seq,trace_id,verdict`` per packet processed).
 
+With ``--recovery`` an ``scr`` core logs its records and fetches the ones it lost from its
+peers; with ``--join`` it is a replacement core that starts from a peer's snapshot; with
+``--health-ms`` it sends heartbeats to the controller (see :mod:`nfs.recovery`).
+
 With ``--replicate-to`` or ``--backup-listen`` a ``single`` core is the primary or the backup
 of a primary-backup pair, kept equal by access-order replay (see :mod:`nfs.replication`).
 
@@ -98,6 +102,9 @@ class Core:
     def handle(self, frame: bytes) -> bytes | None:
         """Handle one frame; return the packet to forward, or None."""
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """After the STOP frame, before the results are written (a hook)."""
 
     def _done(self, seq: int, trace_id: int, verdict: int, out: bytes) -> bytes | None:
         """Log a processed packet, pay the NF's stateless compute, return what to forward."""
@@ -339,6 +346,7 @@ def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
                 break
             core.last_ns = clock()
             frame = recv(65535)
+        core.finish()
     finally:
         core.rx_dropped = drops.read()
         sock.close()
@@ -346,8 +354,12 @@ def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
 
 def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
               table_path: Path | None = None, transfer_work: int = 0,
-              store: str | None = None, inflight: int = 32, store_delay_s: float = 0.0) -> Core:
-    """The core object of ``strategy``; ValueError for a bad combination."""
+              store: str | None = None, inflight: int = 32, store_delay_s: float = 0.0,
+              recovery: bool = False, log_records: int = 0) -> Core:
+    """The core object of ``strategy``; ValueError for a bad combination.
+
+    ``recovery`` (scr) makes the replica log its records and fetch lost ones from its
+    peers (:mod:`nfs.recovery`; ``log_records`` is the log's size, 0 for the default)."""
     if strategy in STORE_STRATEGIES:
         if store is None:
             raise ValueError(f"the {strategy} strategy needs --store (the store's address)")
@@ -360,7 +372,13 @@ def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
     if strategy in ("scr", "single"):
         if strategy == "single" and n_cores != 1:
             raise ValueError("the single strategy runs on exactly one core")
+        if recovery:
+            from nfs.recovery import DEFAULT_LOG_RECORDS, RecoveringReplica
+
+            return RecoveringReplica(nf, core, n_cores, log_records or DEFAULT_LOG_RECORDS)
         return Replica(nf, core, n_cores)
+    if recovery:
+        raise ValueError("loss recovery (--recovery) is for the scr strategy")
     if strategy == "shard":
         return ShardCore(nf, core, n_cores)
     if strategy == "lock":
@@ -398,6 +416,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="primary-backup: be the backup, taking the primary's log there")
     parser.add_argument("--heartbeat-ms", type=float, default=20.0,
                         help="primary-backup: send a heartbeat frame this often (0: none)")
+    parser.add_argument("--recovery", action="store_true",
+                        help="scr: log records, fetch lost ones from the peers' logs")
+    parser.add_argument("--log-records", type=int, default=0,
+                        help="scr --recovery: records each core's log holds (0: default)")
+    parser.add_argument("--join", action="store_true",
+                        help="scr --recovery: a replacement core, starting from a peer's "
+                             "snapshot")
+    parser.add_argument("--health-ms", type=float, default=0.0,
+                        help="scr: send a heartbeat frame to the controller this often "
+                             "(0: none)")
     args = parser.parse_args(argv)
     if not 0 <= args.core < args.cores:
         parser.error(f"--core must be in 0..{args.cores - 1}")
@@ -409,11 +437,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rcvbuf must be >= 4096 bytes")
     if args.inflight < 1 or not 0 <= args.store_delay_us <= 10_000_000:
         parser.error("--inflight must be >= 1 and --store-delay-us in 0..10000000")
+    if args.log_records < 0 or not 0 <= args.health_ms <= 60_000:
+        parser.error("--log-records must be >= 0 and --health-ms in 0..60000")
+    if args.join and not args.recovery:
+        parser.error("--join needs --recovery (a joining core fetches from its peers)")
+    beat = None
     try:
         nf = make_nf(args.nf, **json.loads(args.nf_params))
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
                          args.transfer_work, args.store, args.inflight,
-                         args.store_delay_us / 1e6)
+                         args.store_delay_us / 1e6, args.recovery, args.log_records)
+        if args.recovery:
+            from nfs.recovery import join
+
+            core.serve()  # peers may ask for records as soon as traffic flows
+            if args.join:
+                join(core)
+        if args.health_ms:
+            from nfs.replication import CORE, Heartbeat
+
+            beat = Heartbeat(args.iface, CORE, args.health_ms / 1000)
     except (ValueError, OSError) as err:
         parser.exit(2, f"worker: {err}\n")
     runtime = run
@@ -421,8 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         from nfs import async_core
 
         runtime = async_core.run
-    return run_until_stopped(lambda: runtime(core, args.iface, args.rcvbuf),
-                             lambda: core.write_results(args.out))
+    if beat is not None:  # beating from now on: ready (a joining core has its snapshot)
+        beat.start()
+
+    def finish() -> None:
+        if beat is not None:
+            beat.stop()
+        core.write_results(args.out)
+
+    return run_until_stopped(lambda: runtime(core, args.iface, args.rcvbuf), finish)
 
 
 if __name__ == "__main__":

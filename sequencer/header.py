@@ -29,6 +29,12 @@ The ``shard`` strategy needs no history and must leave the frame parseable by th
 after the frame instead: ``| frame | seq (u32) | timestamp (u64) | magic 0x5CAF (u16) |``.
 IPv4's total length tells where the packet ends, so the trailer changes nothing for IP.
 
+A third frame goes the other way, from the controller to the shim: the **spray command**
+(ethertype 0x88B6), which names the cores the shim must spray over from now on, with an epoch
+so that a late or repeated command cannot undo a newer one::
+
+    | Ethernet (type 0x88B6) | magic "SCRC" | epoch (u32) | n (u8) | n core ids (u8 each) |
+
 Caveat: the sequence number is 32 bits and wraps after 4 G packets; runs here are far shorter.
 """
 
@@ -39,6 +45,7 @@ from typing import NamedTuple
 
 ETH_P_SCR = 0x88B5  # IEEE 802 "local experimental ethertype 1"
 ETH_P_IP = 0x0800
+ETH_P_SPRAY = 0x88B6  # IEEE 802 "local experimental ethertype 2": the controller's commands
 SCR_MAGIC = 0x5C
 SCR_VERSION = 1
 
@@ -62,6 +69,12 @@ SEQ_MODULUS = 1 << 32
 SCR_TRAILER = struct.Struct("!IQH")
 TRAILER_MAGIC = 0x5CAF
 TRAILER_SIZE = SCR_TRAILER.size
+
+
+#: magic, epoch, number of cores; the core ids follow, one byte each
+SPRAY_HEADER = struct.Struct("!4sIB")
+SPRAY_MAGIC = b"SCRC"
+CONTROLLER_MAC = "02:53:43:52:ff:fc"  # the spray command's source: the testbed's scheme
 
 
 class MalformedFrame(ValueError):
@@ -173,6 +186,34 @@ def unpack_trailer(frame: bytes) -> tuple[int, int]:
     if magic != TRAILER_MAGIC:
         raise MalformedFrame("bad_trailer", f"magic {magic:#x}")
     return seq, ts
+
+
+def spray_frame(epoch: int, cores) -> bytes:
+    """The controller's spray command: spray over ``cores`` (core ids) from now on."""
+    cores = list(cores)
+    if not cores or len(set(cores)) != len(cores) or not all(0 <= c < MAX_CORES for c in cores):
+        raise ValueError(f"a spray command needs distinct core ids in 0..{MAX_CORES - 1}")
+    if not 0 <= epoch < SEQ_MODULUS:
+        raise ValueError("the epoch must fit in 32 bits")
+    head = ETH_HEADER.pack(mac_bytes(DUMMY_DST_MAC), mac_bytes(CONTROLLER_MAC), ETH_P_SPRAY)
+    frame = head + SPRAY_HEADER.pack(SPRAY_MAGIC, epoch, len(cores)) + bytes(cores)
+    return frame + bytes(max(0, 60 - len(frame)))  # the Ethernet minimum, without FCS
+
+
+def unpack_spray(frame: bytes) -> tuple[int, tuple[int, ...]]:
+    """``(epoch, core ids)`` of a spray command; MalformedFrame if ``frame`` is not one."""
+    start = ETH_HEADER.size + SPRAY_HEADER.size
+    if len(frame) < start:
+        raise MalformedFrame("truncated", f"{len(frame)} bytes")
+    if int.from_bytes(frame[12:14], "big") != ETH_P_SPRAY:
+        raise MalformedFrame("ethertype", frame[12:14].hex())
+    magic, epoch, count = SPRAY_HEADER.unpack_from(frame, ETH_HEADER.size)
+    cores = tuple(frame[start:start + count])
+    if magic != SPRAY_MAGIC or count == 0 or len(cores) != count:
+        raise MalformedFrame("bad_spray", f"magic {magic!r}, {count} cores")
+    if len(set(cores)) != count:
+        raise MalformedFrame("bad_spray", f"repeated core in {cores}")
+    return epoch, cores
 
 
 def __getattr__(name: str):
