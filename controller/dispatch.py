@@ -40,6 +40,16 @@ priority   match                                         action
   wall time, from and to port) in ``controller_events.json`` next to the plan file (the
   trial's folder), with each port's heartbeat count, refreshed every second.
 
+* ``scr`` with ``watch_cores`` (plan field, true) is SCR with core failover: every core
+  port's heartbeats go to the controller too, and :class:`CoreWatch` follows which cores
+  are alive. When a core falls silent for ``failover_timeout_ms``, or a silent one beats
+  again (its replacement has joined), the controller sends the shim a spray command
+  (``sequencer.header.spray_frame``, by packet-out into the shim's ingress port) naming
+  the cores to spray over from now on; the shim then sprays round-robin over them with a
+  history one record shorter or longer. OVS cannot round-robin by itself, so the spray is
+  the shim's choice of slot, and the controller decides it; the per-slot rules stay. Each
+  change is recorded (epoch, dead and joined ports, cores) in ``controller_events.json``.
+
 Everything from the generator goes to the shim, malformed frames too: the shim counts them.
 Every rule carries ``COOKIE`` so tests and the trial runner can find them with
 ``ovs-ofctl dump-flows s1 cookie=0x5c5/-1`` (any OpenFlow version); the group is not a
@@ -76,7 +86,7 @@ from controller.compat import (
 )
 from nfs.replication import ETH_P_HEARTBEAT, parse_heartbeat
 from sequencer.dataplane import write_json
-from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac
+from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac, spray_frame
 
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100
@@ -166,10 +176,13 @@ def check_plan(plan: dict) -> None:
                              f"expected some of {', '.join(SHARD_FIELDS)}")
         if len(set(fields)) != len(fields):
             raise ValueError(f"repeated shard field in {fields}")
-    if mode == "pb":
+    if plan.get("watch_cores") and mode != "scr":
+        raise ValueError(f"watch_cores is for mode 'scr', not {mode!r}")
+    if mode == "pb" or plan.get("watch_cores"):
         ports = plan["core_ports"]
         if len(ports) < 2 or len(set(ports)) != len(ports):
-            raise ValueError("mode 'pb' needs 2 or more distinct core ports (primary, backups)")
+            raise ValueError(f"mode {mode!r} with failover needs 2 or more distinct core "
+                             "ports")
         timeout = plan.get("failover_timeout_ms", DEFAULT_FAILOVER_TIMEOUT_MS)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValueError(f"failover_timeout_ms must be a number > 0, got {timeout!r}")
@@ -203,11 +216,16 @@ def pipeline_rules(plan: dict) -> list[Rule]:
                           group_id=SHARD_GROUP_ID))
     rules += [Rule(PRIORITY_PIPELINE, {"in_port": port, "eth_type": ETH_P_IP}, plan["sink_port"])
               for port in plan["core_ports"]]
-    if plan_mode(plan) == "pb":
+    if watches_heartbeats(plan):
         rules += [Rule(PRIORITY_PIPELINE, {"in_port": port, "eth_type": ETH_P_HEARTBEAT},
                        OFPP_CONTROLLER) for port in plan["core_ports"]]
     rules.append(Rule(PRIORITY_DROP))
     return rules
+
+
+def watches_heartbeats(plan: dict) -> bool:
+    """Whether the cores' heartbeats go to the controller (pb, scr with watch_cores)."""
+    return plan_mode(plan) == "pb" or bool(plan.get("watch_cores"))
 
 
 def failover_rule(plan: dict, port: int) -> Rule:
@@ -263,6 +281,56 @@ class Watchdog:
         self.active = target
         self.events.append(event)
         return event
+
+
+class CoreWatch:
+    """scr's core failover: which cores are alive, from heartbeat arrival times (pure).
+
+    All cores are alive at first. A core whose last heartbeat is more than ``timeout_s``
+    old is dead; a dead core that beats again (a replacement on its port) is alive again.
+    ``check`` returns the change due at ``now`` as an event with the cores (indices of
+    ``ports``) the shim must spray over from then on; the last live core is never removed
+    (with no core at all there is nowhere to send the traffic). Like :class:`Watchdog`, a
+    port is only judged once it has beaten.
+    """
+
+    def __init__(self, ports: list[int], timeout_s: float):
+        if len(ports) < 2 or not timeout_s > 0:
+            raise ValueError("a core watch needs 2 or more ports and a timeout > 0")
+        self.ports = list(ports)
+        self.alive = set(ports)
+        self.timeout_s = timeout_s
+        self.epoch = 0
+        self.last: dict[int, float] = {}
+        self.counts: dict[int, int] = {port: 0 for port in ports}
+        self.events: list[dict] = []
+
+    heartbeat = Watchdog.heartbeat
+    fresh = Watchdog.fresh
+
+    def check(self, now: float) -> dict | None:
+        dead = {p for p in self.alive if p in self.last and not self.fresh(p, now)}
+        back = {p for p in self.ports if p not in self.alive and self.fresh(p, now)}
+        if dead >= self.alive:
+            dead = set()  # keep spraying at the last cores: they may come back
+        if not dead and not back:
+            return None
+        self.alive = (self.alive - dead) | back
+        self.epoch += 1
+        event = {"epoch": self.epoch, "dead_ports": sorted(dead), "joined_ports": sorted(back),
+                 "cores": self.cores}
+        self.events.append(event)
+        return event
+
+    @property
+    def cores(self) -> list[int]:
+        """The live cores, as indices of ``ports`` (the shim's core ids)."""
+        return [i for i, port in enumerate(self.ports) if port in self.alive]
+
+    def to_json(self) -> dict:
+        return {"mode": "scr", "timeout_s": self.timeout_s, "cores": self.cores,
+                "events": self.events,
+                "heartbeats": {str(p): n for p, n in self.counts.items()}}
 
 
 def expected_flow_count(plan: dict) -> int:
@@ -352,6 +420,20 @@ def flow_mod(datapath, rule: Rule, modify: bool = False):
                              instructions=instructions)
 
 
+def packet_out(datapath, port: int, data: bytes):
+    """An OFPPacketOut sending ``data`` out of ``port``, as if from the controller.
+
+    OpenFlow 1.5 names the packet's input port in a match; 1.3 has an ``in_port`` field."""
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    actions = [parser.OFPActionOutput(port)]
+    if ofproto.OFP_VERSION >= ofproto_v1_5.OFP_VERSION:
+        return parser.OFPPacketOut(datapath, ofproto.OFP_NO_BUFFER,
+                                   match=parser.OFPMatch(in_port=ofproto.OFPP_CONTROLLER),
+                                   actions=actions, data=data)
+    return parser.OFPPacketOut(datapath, ofproto.OFP_NO_BUFFER,
+                               in_port=ofproto.OFPP_CONTROLLER, actions=actions, data=data)
+
+
 def group_mods(datapath, group: SelectGroup) -> list:
     """Delete-then-add OFPGroupMods for ``group`` (OpenFlow 1.5 datapaths only).
 
@@ -390,11 +472,11 @@ class DispatchApp(BaseApp):
             self.pipeline = json.load(f)
         check_plan(self.pipeline)
         self.datapath = None
-        self.watchdog: Watchdog | None = None
+        self.watchdog: Watchdog | CoreWatch | None = None
         self.events_path = Path(path).resolve().parent / EVENTS_FILE
-        if plan_mode(self.pipeline) == "pb":
-            self.watchdog = Watchdog(self.pipeline["core_ports"],
-                                     failover_timeout_s(self.pipeline))
+        if watches_heartbeats(self.pipeline):
+            kind = Watchdog if plan_mode(self.pipeline) == "pb" else CoreWatch
+            self.watchdog = kind(self.pipeline["core_ports"], failover_timeout_s(self.pipeline))
             self._write_events()
             hub.spawn(self._watch)
 
@@ -411,14 +493,15 @@ class DispatchApp(BaseApp):
                          expected_flow_count(self.pipeline), expected_groups(self.pipeline),
                          datapath.id, datapath.ofproto.OFP_VERSION)
         self.datapath = datapath
-        if self.watchdog is not None and self.watchdog.active != self.pipeline["core_ports"][0]:
+        if isinstance(self.watchdog, Watchdog) and \
+                self.watchdog.active != self.pipeline["core_ports"][0]:
             # A switch that reconnects after a failover gets the traffic where it went.
             datapath.send_msg(flow_mod(datapath, failover_rule(self.pipeline,
                                                                self.watchdog.active), True))
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def packet_in_handler(self, ev):
-        """pb: a heartbeat from a core port (nothing else is sent to the controller)."""
+        """A heartbeat from a core port (nothing else is sent to the controller)."""
         if self.watchdog is None:
             return
         msg = ev.msg
@@ -426,18 +509,15 @@ class DispatchApp(BaseApp):
             self.watchdog.heartbeat(msg.match["in_port"], time.monotonic())
 
     def _watch(self) -> None:
-        """pb's watchdog loop: fail over when the active port falls silent."""
+        """The watchdog loop: act when a watched port falls silent (or beats again)."""
         refreshed = time.monotonic()
         while True:
             hub.sleep(WATCHDOG_PERIOD_S)
             now = time.monotonic()
             event = self.watchdog.check(now) if self.datapath is not None else None
             if event is not None:
-                self.datapath.send_msg(flow_mod(self.datapath, failover_rule(
-                    self.pipeline, event["to_port"]), True))
                 event.update(t_monotonic=now, t_wall=time.time())
-                self.logger.warning("failover: port %d silent for %.3f s, traffic to port %d",
-                                    event["from_port"], event["silent_s"], event["to_port"])
+                self._act(event)
             if event is not None or now - refreshed > EVENTS_REFRESH_S:
                 try:
                     self._write_events()
@@ -445,12 +525,31 @@ class DispatchApp(BaseApp):
                     self.logger.error("cannot write %s: %s", self.events_path, err)
                 refreshed = now
 
+    def _act(self, event: dict) -> None:
+        datapath = self.datapath
+        if isinstance(self.watchdog, Watchdog):  # pb: move the slot rule to the backup
+            datapath.send_msg(flow_mod(datapath, failover_rule(
+                self.pipeline, event["to_port"]), True))
+            self.logger.warning("failover: port %d silent for %.3f s, traffic to port %d",
+                                event["from_port"], event["silent_s"], event["to_port"])
+            return
+        # scr: tell the shim which cores to spray over from now on.
+        datapath.send_msg(packet_out(datapath, self.pipeline["shim_in_port"],
+                                     spray_frame(event["epoch"], event["cores"])))
+        self.logger.warning("cores: ports %s dead, %s back; spraying over cores %s (epoch %d)",
+                            event["dead_ports"], event["joined_ports"], event["cores"],
+                            event["epoch"])
+
     def _write_events(self) -> None:
         dog = self.watchdog
-        write_json(self.events_path, {
-            "mode": "pb", "timeout_s": dog.timeout_s, "active_port": dog.active,
-            "events": dog.events, "heartbeats": {str(p): n for p, n in dog.counts.items()},
-        })
+        if isinstance(dog, Watchdog):
+            write_json(self.events_path, {
+                "mode": "pb", "timeout_s": dog.timeout_s, "active_port": dog.active,
+                "events": dog.events,
+                "heartbeats": {str(p): n for p, n in dog.counts.items()},
+            })
+        else:
+            write_json(self.events_path, dog.to_json())
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_handler(self, ev):

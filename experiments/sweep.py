@@ -52,7 +52,8 @@ COLUMNS = [
     "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
     "check_strict", "search_steps", "rates_tried", "ceiling", "per_core", "lost_updates",
     "busy", "machine_idle", "check_access_order", "store_retries", "latency_us_p50",
-    "latency_us_p99", "trial", "seconds", "error",
+    "latency_us_p99", "loss_rate", "check_complete", "injected_loss", "recovered",
+    "lost_everywhere", "fetch_s", "trial", "seconds", "error",
 ]
 TRIAL_COLUMNS = [
     "nf", "strategy", "cores", "skew", "store_delay_us", "target_pps", "offered_pps",
@@ -61,8 +62,9 @@ TRIAL_COLUMNS = [
     "check_equivalent", "check_strict", "check_verdict_mismatches",
     "check_diverged_replicas", "lost_updates", "malformed_shim", "malformed_cores",
     "check_access_order", "access_order_mismatches", "store_ops", "store_retries",
-    "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50", "span_s", "trial",
-    "error",
+    "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50", "loss_rate",
+    "injected_loss", "recovered", "lost_everywhere", "fetches", "fetch_timeouts", "fetch_s",
+    "check_complete", "span_s", "trial", "error",
 ]
 ALL = "all"
 
@@ -87,11 +89,13 @@ class Point:
     cores: int
     skew: float
     store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
+    loss: float = 0.0  # fraction of packets the dispatch stage drops
 
     @property
     def name(self) -> str:
         delay = f"-d{self.store_delay_us:g}us" if self.store_delay_us else ""
-        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}"
+        loss = f"-loss{100 * self.loss:g}pct" if self.loss else ""
+        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}{loss}"
 
 
 def build_parser(prog: str, description: str, defaults: dict,
@@ -144,6 +148,14 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="service/remote: latencies injected before each round trip to "
                              "the store "
                              "(one point per value)")
+    parser.add_argument("--losses", type=fraction, nargs="+",
+                        default=defaults.get("losses", [0.0]),
+                        help="fractions of packets the dispatch stage drops, seeded (one "
+                             "point per value)")
+    parser.add_argument("--loss-seed", type=int, default=1, help="seed of the injected loss")
+    parser.add_argument("--recovery", choices=("on", "off"),
+                        default=defaults.get("recovery", "off"),
+                        help="scr: cores fetch lost records from their peers' logs")
     parser.add_argument("--probe-per-core", type=positive_float,
                         default=defaults.get("probe_per_core", PROBE_PER_CORE),
                         help="mlffr mode: the first probe offers 1.3 x this x cores (capped "
@@ -180,8 +192,8 @@ def points(args: argparse.Namespace) -> list[Point]:
             for strategy in args.strategies:
                 counts = [1] if strategy == "single" else args.cores
                 delays = args.store_delays_us if strategy in STORE_STRATEGIES else [0.0]
-                out += [Point(nf, strategy, cores, skew, delay)
-                        for delay in delays for cores in counts]
+                out += [Point(nf, strategy, cores, skew, delay, loss)
+                        for loss in args.losses for delay in delays for cores in counts]
     return list(dict.fromkeys(out))
 
 
@@ -224,10 +236,12 @@ class Sweep:
             nf=point.nf, nf_params=nf_params(a), cores=point.cores, rate_pps=rate,
             strategy=point.strategy, packets=count, core_share=a.core_share,
             transfer_work=a.transfer_work, inflight=a.inflight,
-            store_delay_us=point.store_delay_us)
+            store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
+            recovery=a.recovery == "on" and point.strategy == "scr")
         trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
         row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
-               "skew": point.skew, "target_pps": round(rate, 1), "trial": str(
+               "skew": point.skew, "loss_rate": point.loss, "target_pps": round(rate, 1),
+               "trial": str(
                    trial_dir.relative_to(self.run_dir))}
         try:
             row.update(run_trial(config, self.trace(point.skew), trial_dir))
@@ -240,7 +254,8 @@ class Sweep:
     def measure(self, point: Point, bar: tqdm) -> dict:
         a = self.args
         row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
-               "skew": point.skew, "store_delay_us": point.store_delay_us, "mode": a.mode,
+               "skew": point.skew, "store_delay_us": point.store_delay_us,
+               "loss_rate": point.loss, "mode": a.mode,
                "top_flow_share": round(flow_shares(a.flows, point.skew)[0], 3)}
         started = time.monotonic()
         if a.mode == "fixed":
@@ -290,6 +305,13 @@ class Sweep:
             "store_retries": best.get("store_retries", ""),
             "latency_us_p50": best.get("latency_us_p50", ""),
             "latency_us_p99": best.get("latency_us_p99", ""),
+            # Loss injection: every trial's states must hold all but what no core had.
+            "check_complete": all(r.get("check_complete") for _rate, r in steps
+                                  if not r.get("error")) if checks else "",
+            "injected_loss": best.get("injected_loss", ""),
+            "recovered": best.get("recovered", ""),
+            "lost_everywhere": best.get("lost_everywhere", ""),
+            "fetch_s": best.get("fetch_s", ""),
             "trial": next((r["trial"] for _rate, r in steps if r is best), ""),
             "seconds": round(time.monotonic() - started, 1),
         })

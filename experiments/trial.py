@@ -72,6 +72,7 @@ CORE_RX_QUEUE = 64 << 10
 #: Where a trial's outside store listens: the NF host's own loopback (its network namespace).
 STORE_HOST = "127.0.0.1"
 STORE_PORTS = {"service": 7000, "redis": 6379}
+HEALTH_MS = 20  # watch_cores: each core's heartbeat period
 
 
 class TrialError(RuntimeError):
@@ -94,6 +95,11 @@ class TrialConfig:
     transfer_work: int = 0  # lock: spin rounds when a key's state moved between cores
     inflight: int = 32  # service/remote: packets in flight per core (async runtime)
     store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
+    loss: float = 0.0  # fraction of sequenced packets the dispatch stage drops (seeded)
+    loss_seed: int = 1
+    recovery: bool = False  # scr: cores fetch lost records from their peers' logs
+    watch_cores: bool = False  # scr: heartbeats; the controller resprays when a core dies
+    failover_timeout_ms: float = 200.0  # watch_cores: silence after which a core is dead
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
@@ -110,6 +116,15 @@ class TrialConfig:
             raise ValueError("packets and transfer work must be >= 0")
         if self.inflight < 1 or self.store_delay_us < 0:
             raise ValueError("in-flight packets must be >= 1 and the store delay >= 0")
+        if not 0 <= self.loss < 1:
+            raise ValueError(f"loss must be in [0, 1), got {self.loss}")
+        if (self.recovery or self.watch_cores) and self.strategy != "scr":
+            raise ValueError("loss recovery and core watching are for the scr strategy")
+        if self.watch_cores and (not self.recovery or self.cores < 2):
+            raise ValueError("watching cores needs recovery and 2 or more cores (a core "
+                             "that rejoins fetches what it missed)")
+        if not self.failover_timeout_ms > 0:
+            raise ValueError("the failover timeout must be > 0")
         if self.rx_queue_bytes < 4096:
             raise ValueError("the core RX queue must be >= 4096 bytes")
         if self.core_share is not None:
@@ -284,8 +299,11 @@ class Testbed:
     @property
     def controller_plan(self) -> dict:
         """What the controller needs: the ports, the strategy, the RSS hash's fields."""
-        return {**self.plan.to_json(), "mode": spray_mode(self.config.strategy),
+        plan = {**self.plan.to_json(), "mode": spray_mode(self.config.strategy),
                 "shard_fields": list(self.nf.shard_fields)}
+        if self.config.watch_cores:
+            plan.update(watch_cores=True, failover_timeout_ms=self.config.failover_timeout_ms)
+        return plan
 
     # -- set-up --
     def __enter__(self) -> Testbed:
@@ -358,22 +376,24 @@ class Testbed:
         deadline = time.monotonic() + c.ready_timeout_s
         self._start("sink", SINK, self._python("experiments.sink", "--iface", plan.sink_iface))
         strategy_args: tuple = ("--strategy", c.strategy)
+        if c.recovery:
+            strategy_args += ("--recovery",)
+        if c.watch_cores:
+            strategy_args += ("--health-ms", HEALTH_MS)
         if c.strategy == "lock":
             strategy_args += ("--table", self.table_path, "--transfer-work", c.transfer_work)
         if c.strategy in STORE_STRATEGIES:
             address = self._start_store(nf_args, deadline)  # the cores connect at start-up
             strategy_args += ("--store", address, "--inflight", c.inflight,
                               "--store-delay-us", c.store_delay_us)
+        self._worker_args = (*nf_args, *strategy_args, "--rcvbuf", c.rx_queue_bytes)
         for i in range(c.cores):
-            worker = self._start(f"core{i}", NF, self._python(
-                "nfs.worker", "--iface", plan.core_iface(i), "--core", i,
-                "--cores", c.cores, *nf_args, *strategy_args,
-                "--rcvbuf", c.rx_queue_bytes))
-            self.workers.append(worker)
+            self.workers.append(self._start_worker(i))
         self._start("shim", SEQ, self._python(
             "sequencer.shim", "--in-iface", plan.shim_in_iface,
             "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args,
-            "--strategy", spray_mode(c.strategy)))
+            "--strategy", spray_mode(c.strategy), "--loss", c.loss,
+            "--loss-seed", c.loss_seed))
         for proc in self.processes:
             proc.wait_ready(deadline)
         # The quota starts once a core is ready: start-up (imports) is not the NF's work.
@@ -382,6 +402,32 @@ class Testbed:
                 self.quotas.add(i, worker.pid)
             if self.store is not None and self.store_is_core:
                 self.quotas.add(c.cores, self.store.pid)
+
+    def _start_worker(self, core: int, *extra: str, name: str = "") -> HostProcess:
+        return self._start(name or f"core{core}", NF, self._python(
+            "nfs.worker", "--iface", self.plan.core_iface(core), "--core", core,
+            "--cores", self.config.cores, *self._worker_args, *extra))
+
+    # -- core failover (scr with watch_cores) --
+    def kill_core(self, core: int) -> None:
+        """SIGKILL core ``core``'s worker, as a crash: it writes no results."""
+        worker = self.workers[core]
+        worker.popen.kill()
+        worker.popen.wait()
+
+    def replace_core(self, core: int) -> HostProcess:
+        """Start a replacement for the dead core ``core`` on its port: it copies a live
+        peer's replica, then beats, and the controller sprays to it again. It writes its
+        results as ``core<core>`` (the dead worker wrote none); its quota is the dead one's."""
+        if self.workers[core].alive():
+            raise TrialError(f"core {core} is alive: kill it before replacing it")
+        joins = sum(p.name.startswith(f"core{core}-join") for p in self.processes)
+        worker = self._start_worker(core, "--join", name=f"core{core}-join{joins + 1}")
+        worker.wait_ready(time.monotonic() + self.config.ready_timeout_s)
+        self.workers[core] = worker
+        if self.quotas is not None:
+            self.quotas.add(core, worker.pid)
+        return worker
 
     @property
     def store_is_core(self) -> bool:
@@ -620,11 +666,14 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     gen = read_result(out_dir / "generator.json")
     shim = read_result(out_dir / "shim.json")
     sink = read_result(out_dir / "sink.json")
-    cores = [read_result(out_dir / f"core{i}.json") for i in range(config.cores)]
+    # A core killed and never replaced (core failover) left no results: the others judge.
+    ids = [i for i in range(config.cores)
+           if not config.watch_cores or (out_dir / f"core{i}.json").exists()]
+    cores = [read_result(out_dir / f"core{i}.json") for i in ids]
     sequenced = read_int_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
     log = sorted(
         (seq, i, verdict, trace_id)
-        for i in range(config.cores)
+        for i in ids
         for seq, trace_id, verdict in read_int_csv(out_dir / f"core{i}_log.csv")
     )
     with open(out_dir / "verdicts.csv", "w") as f:
@@ -642,6 +691,9 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
                                  store_results)
     check = check_views(nf, packets, ((s, c, v) for s, c, v, _t in log), views, view_of_core)
     lost_updates = sum(len(v.skip) for v in views)
+    # Updates no state holds because no core ever had them (lost with every packet that
+    # carried them); anything else missing from a state was lost by that state alone.
+    lost_everywhere = frozenset.intersection(*(v.skip for v in views)) if views else frozenset()
 
     per_core = [core["stats"].get("processed", 0) for core in cores]
     processed = sum(per_core)
@@ -649,7 +701,9 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     lasts = [core["last_ns"] for core in cores if core["stats"].get("processed")]
     span_s = (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
     sent = gen["sent"]
+    injected = shim.get("injected_loss", 0)
     passed = [t for _s, _c, v, t in log if v == 1]
+    recovery = [core["stats"] for core in cores]
     socket_drops = {"shim": shim.get("rx_dropped", 0), "sink": sink.get("rx_dropped", 0)}
     if window:
         fid = fidelity.assess(window["before"], window["after"], target_pps=config.rate_pps,
@@ -667,10 +721,20 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         "sequenced": shim["sequenced"],
         "processed": processed,
         "delivered_pps": round(processed / span_s, 1) if span_s > 0 else 0.0,
-        "loss": round(1 - processed / sent, 5) if sent else 0.0,
+        # What the cores failed to process: the packets lost on purpose do not count.
+        "loss": round(1 - processed / (sent - injected), 5) if sent > injected else 0.0,
+        "injected_loss": injected,
+        "recovered": sum(st.get("recovered", 0) for st in recovery),
+        "lost_everywhere": len(lost_everywhere) if config.strategy in ("scr", "single") else 0,
+        "fetches": sum(st.get("fetches", 0) for st in recovery),
+        "fetch_timeouts": sum(st.get("fetch_timeouts", 0) for st in recovery),
+        "fetch_s": max((c.get("recovery", {}).get("fetch_s", 0.0) for c in cores), default=0),
+        "reconfigs": len(shim.get("reconfigs", [])),
         "core_rx_dropped": sum(core.get("rx_dropped", 0) for core in cores),
         "per_core": per_core,
-        "round_robin": all(c == s % config.cores for s, c, _v, _t in log),
+        # Exact round robin over all cores (not measured once the controller resprayed).
+        "round_robin": all(c == s % config.cores for s, c, _v, _t in log)
+        if not shim.get("reconfigs") else None,
         "passed": len(passed),
         "sink_received": sink["received"],
         "sink_missing": len(set(passed) - set(sink["trace_ids"])),
@@ -682,6 +746,8 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         **{f"check_{k}": v for k, v in check.summary().items()},
         # Strict: equal to one core processing *every* sequenced packet (nothing lost).
         "check_strict": check.equivalent and lost_updates == 0 and processed == len(sequenced),
+        # Every state holds every update some core had: nothing lost but what no core had.
+        "check_complete": check.equivalent and all(v.skip == lost_everywhere for v in views),
         "faithful": fid["faithful"],
         "bottleneck": fid["bottleneck"],
         "fidelity": fid,
