@@ -372,14 +372,17 @@ def table(result: dict) -> str:
 
 def run_with_faults(kind: str, config: TrialConfig, faults: list[Fault], duration_s: float,
                     skew: float = 1.0, seed: int = 1, results_dir: Path | None = None,
-                    arguments: dict | None = None) -> tuple[Path, dict]:
-    """Play ``duration_s`` of traffic with ``faults`` into ``results/<kind>/<timestamp>``;
-    ``(folder, result)``. The soak runs this too."""
+                    arguments: dict | None = None, run_dir: Path | None = None
+                    ) -> tuple[Path, dict]:
+    """Play ``duration_s`` of traffic with ``faults`` into ``results/<kind>/<timestamp>``
+    (or into ``run_dir``, which has its config already); ``(folder, result)``. The soak
+    runs this too."""
     check_faults(faults, config.cores, duration_s)
     packets = max(1, round(config.rate_pps * duration_s))
-    run_dir = new_run_dir(kind, results_dir)
-    write_config(run_dir, arguments or {"config": config.__dict__,
-                                        "faults": [f.__dict__ for f in faults]})
+    if run_dir is None:
+        run_dir = new_run_dir(kind, results_dir)
+        write_config(run_dir, arguments or {}, config=config.__dict__,
+                     faults=[f.__dict__ for f in faults])
     trace_path = run_dir / "trace.pcap"
     write_pcap(trace_path, make_trace(TraceSpec(packets=packets, skew=skew, seed=seed)))
     trial_dir = run_dir / "trial"
