@@ -11,6 +11,9 @@ experiments.plotting RESULTS_DIR`` delegates to it).
 - ``plot_skew`` draws throughput vs. flow skew at the largest core count (``skew.png``).
 - ``plot_delay`` draws throughput and latency vs. the store latency injected into the
   ``service``/``remote`` strategies, one line per strategy (``store_delay.png``).
+- ``plot_loss`` draws MLFFR vs. the loss injected at the dispatch stage, and the MLFFR
+  relative to the same point without loss (``relative_to_no_loss``), one line per NF
+  (``loss.png``).
 - ``plot_run`` draws whatever the CSV supports; it is the entry point.
 
 Caveats:
@@ -23,6 +26,8 @@ Caveats:
   red ×. Rows with an ``error`` are skipped and counted in the caption.
 - Repeated rows for one (mode, NF, strategy, skew, cores) are averaged; the mean is faithful
   only if every repeat was, and not equivalent if any repeat was not.
+- Rows with an injected loss (``loss_rate`` > 0) are their own series in the cores and skew
+  plots (``scr loss 1%``), never averaged with the loss-free point.
 - A CSV mixing modes gets one figure per mode (``cores_skew<s>_<mode>.png``,
   ``skew_<mode>.png``): MLFFR and fixed-rate numbers never share an axis.
 - CSVs written before these columns existed still load: ``throughput_pps`` falls back to
@@ -36,7 +41,7 @@ import csv
 import math
 import textwrap
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +57,9 @@ RESULTS_CSV = "results.csv"
 MODEL_FIT_CSV = "model_fit.csv"
 SKEW_PLOT = "skew.png"
 DELAY_PLOT = "store_delay.png"
+LOSS_PLOT = "loss.png"
+#: The loss sweep's acceptance line: MLFFR with recovery at least this % of no loss's.
+LOSS_TARGET_PERCENT = 80.0
 MODEL_FIT_COLUMNS = ["nf", "skew", "t_us", "c_us", "max_rel_error", "points"]
 FIT_STRATEGY = "scr"
 FIT_MODE = "mlffr"
@@ -231,6 +239,9 @@ def load_results(run_dir: Path) -> tuple[list[Point], int]:
         delay = (row.get("store_delay_us") or "").strip()
         if delay and _number(row, "store_delay_us", where):  # its own series per delay
             strategy = f"{strategy} +{_number(row, 'store_delay_us', where) / 1000:g} ms"
+        loss = (row.get("loss_rate") or "").strip()
+        if loss and _number(row, "loss_rate", where):  # likewise per injected loss
+            strategy = f"{strategy} loss {100 * _number(row, 'loss_rate', where):g}%"
         key = ((row.get("nf") or "").strip() or "?", strategy,
                (row.get("mode") or "").strip() or "fixed", _number(row, "skew", where), cores)
         groups[key].append(parsed)
@@ -618,6 +629,144 @@ def plot_delay(run_dir: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- loss plot
+
+
+def _loss_key(row: Mapping) -> tuple:
+    """The point a row measures, whatever its injected loss (CSV strings or numbers)."""
+    return (str(row["nf"]).strip(), str(row["strategy"]).strip(), int(float(row["cores"])),
+            float(row["skew"]), float(row.get("store_delay_us") or 0))
+
+
+def relative_to_no_loss(rows: Sequence[Mapping]) -> list[float | None]:
+    """Each row's ``throughput_pps`` as a percentage of the same point's (NF, strategy,
+    cores, skew, store delay) throughput at ``loss_rate`` 0; the mean of that point's
+    loss-free rows if it has several.
+
+    A pure function of the rows (CSV strings or numbers alike), for the sweep's table and
+    ``loss.png``. None where the row has an ``error``, or the point has no error-free
+    loss-free row, or that row's throughput is 0. ValueError on a row that lacks a column
+    or holds a non-number."""
+    parsed = []
+    for number, row in enumerate(rows):
+        try:
+            key = _loss_key(row)
+            loss = float(row.get("loss_rate") or 0)
+            rate = float(row["throughput_pps"]) if not row.get("error") else math.nan
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"row {number}: needs nf, strategy, cores, skew and numeric "
+                             f"loss_rate and throughput_pps ({err})") from None
+        parsed.append((key, loss, rate))
+    bases: dict[tuple, list[float]] = defaultdict(list)
+    for key, loss, rate in parsed:
+        if loss == 0 and not math.isnan(rate):
+            bases[key].append(rate)
+    out: list[float | None] = []
+    for key, _loss, rate in parsed:
+        base = sum(bases[key]) / len(bases[key]) if bases.get(key) else 0.0
+        out.append(None if math.isnan(rate) or base <= 0 else 100 * rate / base)
+    return out
+
+
+def _loss_rows(run_dir: Path) -> list[dict]:
+    """Error-free rows with their injected loss (%), throughput, flags and the throughput
+    relative to no loss; empty for a CSV without ``loss_rate``."""
+    path = Path(run_dir) / RESULTS_CSV
+    rows, out = [], []
+    for line, row in enumerate(read_csv(path), start=2):  # line 1 is the header
+        if "loss_rate" not in row:
+            return []
+        if (row.get("error") or "").strip():
+            continue
+        rows.append(row)
+        where = f"{path} line {line}"
+        if "throughput_pps" not in row:
+            row["throughput_pps"] = row.get("delivered_pps", "")
+        for column in ("cores", "skew", "throughput_pps"):
+            _number(row, column, where)  # the error names the bad cell
+        checks = [_flag(row.get(c) or "", c, where) for c in ("check_equivalent",
+                                                              "check_complete")]
+        out.append({
+            "nf": row["nf"].strip(), "strategy": row["strategy"].strip(),
+            "cores": _number(row, "cores", where, int),
+            "loss_pct": 100 * _number(row, "loss_rate", where)
+            if (row.get("loss_rate") or "").strip() else 0.0,
+            "pps": _number(row, "throughput_pps", where),
+            "faithful": _flag(row.get("faithful") or "", "faithful", where) is not False,
+            "failed": False in checks,
+            "mode": (row.get("mode") or "").strip() or "fixed",
+        })
+    for row, relative in zip(out, relative_to_no_loss(rows), strict=True):
+        row["relative"] = math.nan if relative is None else relative
+    return out
+
+
+def plot_loss(run_dir: Path) -> Path:
+    """``loss.png``: MLFFR (left) and MLFFR relative to no loss (right, the 80 % target
+    dashed) vs. the injected loss, one line per NF (and strategy, core count if several)."""
+    rows = _loss_rows(run_dir)
+    if len({r["loss_pct"] for r in rows}) < 2:
+        raise ValueError(f"{Path(run_dir) / RESULTS_CSV} has fewer than 2 injected loss rates")
+    strategies = sorted({r["strategy"] for r in rows}, key=_strategy_order)
+    cores = sorted({r["cores"] for r in rows})
+    series_keys = sorted({(r["nf"], r["strategy"], r["cores"]) for r in rows})
+    colors = plt.get_cmap("tab10").colors
+    nf_color = {nf: colors[i % len(colors)]
+                for i, nf in enumerate(sorted({r["nf"] for r in rows}))}
+    markers = "osv^D<>Ph*"
+    dashes = ["-", "--", "-.", ":"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4), squeeze=True)
+    for nf, strategy, count in series_keys:
+        series = sorted((r for r in rows if (r["nf"], r["strategy"], r["cores"])
+                         == (nf, strategy, count)), key=lambda r: r["loss_pct"])
+        color = nf_color[nf]
+        marker = markers[strategies.index(strategy) % len(markers)]
+        label = " ".join([nf, *([strategy] if len(strategies) > 1 else []),
+                          *([f"{count} cores"] if len(cores) > 1 else [])])
+        xs = [r["loss_pct"] for r in series]
+        for ax, key in ((left, "pps"), (right, "relative")):
+            ys = [r[key] for r in series]
+            ax.plot(xs, ys, color=color, marker=marker, label=label, markersize=6,
+                    linestyle=dashes[cores.index(count) % len(dashes)])
+            hollow = [(x, y) for x, y, r in zip(xs, ys, series, strict=True)
+                      if not r["faithful"]]
+            if hollow:
+                ax.plot(*zip(*hollow, strict=True), linestyle="none", marker=marker,
+                        markersize=6, markerfacecolor="white", markeredgecolor=color, zorder=3)
+            crossed = [(x, y) for x, y, r in zip(xs, ys, series, strict=True) if r["failed"]]
+            if crossed:
+                ax.scatter(*zip(*crossed, strict=True), marker="x", s=70, color="red", zorder=4)
+    right.axhline(LOSS_TARGET_PERCENT, color="grey", linestyle="--", linewidth=1,
+                  label=f"target: {LOSS_TARGET_PERCENT:g} % of no loss")
+    losses = sorted({r["loss_pct"] for r in rows})
+    modes = sorted({r["mode"] for r in rows})
+    left.set_ylabel(Y_LABELS.get(modes[0], "throughput (pps)") if len(modes) == 1
+                    else "throughput (pps)")
+    right.set_ylabel("throughput relative to no loss (%)")
+    for ax in (left, right):
+        ax.set_xlabel("injected loss (% of packets)")
+        ax.set_xticks(losses, [f"{x:g}" for x in losses])
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    left.set_ylim(top=1.12 * max([1.0, *(r["pps"] for r in rows)]))  # room for the legend
+    right.set_ylim(top=max([110.0, *(r["relative"] + 5 for r in rows
+                                     if math.isfinite(r["relative"]))]))
+    left.legend(fontsize=8)
+    right.legend(handles=right.get_legend_handles_labels()[0][-1:], fontsize=8,
+                 loc="lower left")
+    fig.suptitle("throughput under loss injected at the dispatch stage")
+    notes = ["hollow: not faithful (the testbed, not the cores, was the limit)"]
+    if any(r["failed"] for r in rows):
+        notes.append("red x: in some trial of the point, a state or verdict differs from "
+                     "the reference, or a replica lacks an update some core had")
+    fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    path = Path(run_dir) / LOSS_PLOT
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -633,6 +782,8 @@ def plot_run(run_dir: Path) -> list[Path]:
     paths: list[Path] = []
     if len({r["delay_ms"] for r in _delay_rows(run_dir)}) >= 2:
         paths.append(plot_delay(run_dir))
+    if len({r["loss_pct"] for r in _loss_rows(run_dir)}) >= 2:
+        paths.append(plot_loss(run_dir))
     for mode in modes:
         suffix = f"_{mode}" if len(modes) > 1 else ""
         mine = [p for p in points if p.mode == mode]
@@ -643,7 +794,8 @@ def plot_run(run_dir: Path) -> list[Path]:
     if not paths:
         raise ValueError(
             f"nothing to plot in {run_dir / RESULTS_CSV}: needs 2 or more core counts for one "
-            f"strategy or 2 or more skews (cores {sorted({p.cores for p in points})}, "
+            f"strategy, 2 or more skews, store delays or loss rates "
+            f"(cores {sorted({p.cores for p in points})}, "
             f"skews {sorted({p.skew for p in points})})")
     write_model_fit(run_dir, points)  # always, so no stale fit outlives a redraw
     return paths

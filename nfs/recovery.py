@@ -29,7 +29,8 @@ When may a fetching core give up on a record? A peer whose horizon has passed th
 received every frame that could have carried it (histories look back no further than the
 peer's previous packet): if its log lacks the record, it never will have it. The fetch
 asks again, every ``POLL_S``, the peers whose horizon is still behind, so a busy peer is
-waited for; a peer that refuses the connection is dead and no longer asked. Waiting for
+waited for (the wait doubles each time, up to ``MAX_POLL_S``: a peer that is behind is
+busy); a peer that has stopped or refuses the connection is no longer asked. Waiting for
 horizons cannot deadlock: a core raises its horizon and logs a frame's records *before*
 it fetches what the frame revealed missing.
 
@@ -66,7 +67,8 @@ PEER_BASE_PORT = 7100  # core i's log server: PEER_BASE_PORT + i, in the NF host
 DEFAULT_LOG_RECORDS = 1 << 15
 FETCH_TIMEOUT_S = 2.0  # give up on a record after this long (the peers that have it died)
 LINGER_TIMEOUT_S = 3.0  # after STOP, serve the log at most this long for late peers
-POLL_S = 0.002
+POLL_S = 0.002  # the first wait for a peer that is behind; doubled up to MAX_POLL_S
+MAX_POLL_S = 0.032
 CONNECT_TIMEOUT_S = 1.0
 #: A thread asking for the GIL gets it within this; Python's default (5 ms) would make
 #: every answer of a busy core's log server wait for its packet loop several times.
@@ -348,6 +350,7 @@ class RecoveringReplica(Replica):
         # The core after this one in the round robin received the lost packet's successor,
         # whose history holds most of what is missing: ask it first.
         pending.sort(key=lambda p: (p - self.core) % self.n_cores)
+        poll = POLL_S
         while pending:
             for peer in list(pending):
                 wanted = [s for s in range(lo, hi + 1) if s not in found]
@@ -355,7 +358,7 @@ class RecoveringReplica(Replica):
                     pending = []
                     break
                 try:
-                    horizon, _stopped, records = ask_records(
+                    horizon, stopped, records = ask_records(
                         peer_port(peer, self.base_port), wanted[0], wanted[-1],
                         self._record_size)
                 except OSError:
@@ -364,14 +367,16 @@ class RecoveringReplica(Replica):
                     pending.remove(peer)
                     continue
                 found.update(records)
-                if horizon >= hi:
+                if horizon >= hi or stopped:
                     pending.remove(peer)  # it has all of the range it will ever have
             if not pending or len(found) == hi - lo + 1:
                 break
             if time.monotonic() > deadline:
                 self.stats["fetch_timeouts"] += 1
                 break
-            time.sleep(POLL_S)
+            # Back off: a peer that is behind is busy, and asking it again costs it CPU.
+            time.sleep(poll)
+            poll = min(2 * poll, MAX_POLL_S)
         self.fetch_s += time.monotonic() - started
         return found
 

@@ -24,7 +24,8 @@ TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experime
                    "experiments/core_sweep.py", "experiments.bench_datapath",
                    "nfs.state_service", "nfs.redis_store", "redis-server 127.0.0.1",
                    "experiments/async_latency.py", "experiments/failover.py",
-                   "experiments.failover")
+                   "experiments.failover", "experiments/core_failover.py",
+                   "experiments/soak.py", "experiments/loss_sweep.py")
 
 
 def leftovers() -> dict[str, list[str]]:

@@ -10,7 +10,8 @@ import pytest
 
 from experiments.results import REPO_ROOT
 
-SWEEPS = [str(REPO_ROOT / "experiments" / f"{name}.py") for name in ("skew_sweep", "core_sweep")]
+SWEEPS = [str(REPO_ROOT / "experiments" / f"{name}.py")
+          for name in ("skew_sweep", "core_sweep", "loss_sweep")]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -24,7 +25,7 @@ def test_sweep_help_documents_every_flag(sweep):
     for flag in ("--nf", "--strategies", "--skews", "--cores", "--mode", "--rate",
                  "--max-rate", "--threshold", "--duration", "--flows", "--work",
                  "--state-work", "--core-share", "--transfer-work", "--seed", "--quick",
-                 "--results-dir"):
+                 "--results-dir", "--losses", "--recovery", "--loss-seed"):
         assert flag in result.stdout
 
 
@@ -38,6 +39,7 @@ def test_sweep_help_documents_every_flag(sweep):
     (["--work", "-1"], "must be >= 0"),
     (["--duration", "soon"], "invalid positive_float value"),
     (["--threshold", "1.5"], "must be in [0, 1)"),
+    (["--losses", "1.5"], "must be in [0, 1)"),
     (["--core-share", "0.05"], "the quota must be >= 1 ms"),
     (["--core-share", "3"], "--core-share must be at most 1"),
 ])

@@ -1,6 +1,7 @@
 """Plots and the SCR model fit, drawn from a synthetic results.csv: the fit recovers the
 model's t and c, unfaithful and errored rows stay out of it, the figures and model_fit.csv
-are written, and the command line reports a missing folder in one line."""
+are written, and the command line reports a missing folder in one line. A loss sweep's CSV
+gets loss.png, with each point's throughput relative to the same point without loss."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.plotting import fit_model, load_results, plot_run
+from experiments.plotting import (
+    fit_model,
+    load_results,
+    plot_loss,
+    plot_run,
+    relative_to_no_loss,
+)
 from experiments.results import REPO_ROOT, read_csv
 
 COLUMNS = ["nf", "strategy", "cores", "skew", "top_flow_share", "mode", "throughput_pps",
@@ -185,3 +192,90 @@ def test_cli_redraws_a_folder_and_prints_the_fit(tmp_path):
              for line in result.stdout.splitlines() if line.startswith("|")]
     assert table[0] == ["nf", "skew", "t (µs)", "c (µs)", "max error %", "points"]
     assert ["knock", "1.5", "40.000", "3.000", "0.0", "2"] in table
+
+
+# --------------------------------------------------------------------------- loss plot
+
+LOSS_COLUMNS = [*COLUMNS, "loss_rate", "check_complete"]
+
+
+def loss_rows() -> list[dict]:
+    """A loss sweep: 2 NFs x 3 injected loss rates, SCR on 4 cores; knock's 1.5 % point
+    unfaithful, ddos's 1.5 % point incomplete, plus an error row that must not count."""
+    rates = {"ddos": (2000.0, 1800.0, 1500.0), "knock": (1000.0, 950.0, 700.0)}
+    rows = []
+    for nf, pps in rates.items():
+        for loss, rate in zip((0.0, 0.01, 0.015), pps, strict=True):
+            extra = {"loss_rate": loss, "check_complete": "True"}
+            if (nf, loss) == ("knock", 0.015):
+                extra |= {"faithful": "False", "bottleneck": "ovs"}
+            if (nf, loss) == ("ddos", 0.015):
+                extra["check_complete"] = "False"
+            rows.append(row(nf, "scr", 4, 1.5, rate, **extra))
+    rows.append(row("ddos", "scr", 4, 1.5, 9999.0, loss_rate=0.0, error="timeout"))
+    return rows
+
+
+def write_loss_results(run_dir: Path, rows: list[dict]) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, LOSS_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return run_dir
+
+
+def test_relative_to_no_loss_divides_by_the_same_points_loss_free_rate():
+    rows = loss_rows()
+    # CSV strings and numbers alike.
+    as_text = [{k: str(v) for k, v in r.items()} for r in rows]
+    for data in (rows, as_text):
+        assert relative_to_no_loss(data) == [
+            pytest.approx(100.0), pytest.approx(90.0), pytest.approx(75.0),
+            pytest.approx(100.0), pytest.approx(95.0), pytest.approx(70.0),
+            None]  # the error row: no ratio, and not a baseline (9999 would change ddos's)
+
+
+def test_relative_to_no_loss_keeps_points_apart_and_averages_repeats():
+    rows = [row("ddos", "scr", 4, 0.0, 1000.0, loss_rate=0),
+            row("ddos", "scr", 4, 0.0, 3000.0, loss_rate=0),  # a repeat: baseline 2000
+            row("ddos", "scr", 4, 0.0, 1000.0, loss_rate=0.01),
+            row("ddos", "scr", 2, 0.0, 600.0, loss_rate=0.01),  # no loss-free 2-core row
+            row("ddos", "lock", 4, 0.0, 500.0, loss_rate=0.01),  # nor a lock one
+            row("knock", "scr", 4, 0.0, 0.0, loss_rate=0),  # a zero baseline
+            row("knock", "scr", 4, 0.0, 10.0, loss_rate=0.01)]
+    assert relative_to_no_loss(rows) == [50.0, 150.0, 50.0, None, None, None, None]
+
+
+def test_relative_to_no_loss_rejects_a_bad_cell():
+    with pytest.raises(ValueError, match="row 1: needs"):
+        relative_to_no_loss([row("ddos", "scr", 4, 0.0, 10.0, loss_rate=0),
+                             row("ddos", "scr", 4, 0.0, "fast", loss_rate=0.01)])
+
+
+def test_plot_run_draws_the_loss_plot_for_a_loss_sweep(tmp_path):
+    run_dir = write_loss_results(tmp_path / "run", loss_rows())
+    paths = plot_run(run_dir)
+    assert [p.name for p in paths] == ["loss.png"]
+    data = paths[0].read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    # The loss points are their own series, never averaged with the loss-free point.
+    points, errors = load_results(run_dir)
+    assert errors == 1
+    assert sorted(p.strategy for p in points if p.nf == "ddos") == [
+        "scr", "scr loss 1%", "scr loss 1.5%"]
+
+
+def test_plot_loss_needs_two_loss_rates(tmp_path):
+    rows = [r for r in loss_rows() if r["loss_rate"] == 0.01]
+    run_dir = write_loss_results(tmp_path, rows)
+    with pytest.raises(ValueError, match="fewer than 2 injected loss rates"):
+        plot_loss(run_dir)
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_run(run_dir)
+
+
+def test_a_sweep_without_loss_gets_no_loss_plot(tmp_path):
+    rows = [dict(r, loss_rate=0.0, check_complete="True") for r in sweep_rows()]
+    names = sorted(p.name for p in plot_run(write_loss_results(tmp_path, rows)))
+    assert names == ["cores_skew0.png", "cores_skew1.5.png", "skew.png"]
