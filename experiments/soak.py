@@ -3,8 +3,9 @@ replaced periodically; counts every packet and checks the state at the end.
 
 1. Unless ``--rate`` is given, a short MLFFR search (``experiments.mlffr``, trials of
    ``--search-duration`` seconds, the same loss and recovery, no kills) finds the MLFFR,
-   and the soak offers ``--load`` of it: by default (N-1)/N, what the cores left after a
-   kill can carry, so that a fault tests recovery rather than overload.
+   and the soak offers ``--load`` of it: by default 0.8 x (N-1)/N, what the cores left
+   after a kill carry with some headroom, so that a fault tests recovery rather than
+   overload.
 2. One run of ``--minutes`` at that rate (the trial machinery of ``core_failover.py``):
    the dispatch stage drops ``--loss`` of the packets (seeded). Every ``--fault-every``
    seconds the next core in turn is SIGKILLed, and its replacement starts half a period
@@ -161,7 +162,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-duration", type=positive_float, default=4.0,
                         help="seconds of traffic per search trial")
     parser.add_argument("--load", type=positive_float, default=None,
-                        help="offer this fraction of the MLFFR found (default: (N-1)/N)")
+                        help="offer this fraction of the MLFFR found "
+                             "(default: 0.8 x (N-1)/N)")
     parser.add_argument("--loss", type=fraction, default=0.01,
                         help="fraction of packets dropped at the dispatch stage (seeded)")
     parser.add_argument("--fault-every", type=positive_float, default=30.0,
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if rate is None:
             mlffr = search_rate(args.config, run_dir, args.search_duration, args.max_rate,
                                 args.seed)
-            rate = mlffr * (args.load or (args.cores - 1) / args.cores)
+            rate = mlffr * (args.load or 0.8 * (args.cores - 1) / args.cores)
         print(f"soak: {args.minutes:g} min at {rate:.0f} pps (MLFFR {mlffr or '-'}), "
               f"{len(args.faults)} faults", file=sys.stderr)
         _dir, result = run_with_faults(

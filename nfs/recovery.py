@@ -30,7 +30,9 @@ received every frame that could have carried it (histories look back no further 
 peer's previous packet): if its log lacks the record, it never will have it. The fetch
 asks again, every ``POLL_S``, the peers whose horizon is still behind, so a busy peer is
 waited for (the wait doubles each time, up to ``MAX_POLL_S``: a peer that is behind is
-busy); a peer that has stopped or refuses the connection is no longer asked. Waiting for
+busy); a peer that has stopped or refuses the connection (nobody serves there: it died)
+is not asked again in this fetch, but is in the next one (its replacement may serve by
+then). A peer that is slow to answer is asked again. Waiting for
 horizons cannot deadlock: a core raises its horizon and logs a frame's records *before*
 it fetches what the frame revealed missing.
 
@@ -57,6 +59,7 @@ import struct
 import sys
 import threading
 import time
+from collections import Counter
 
 from nfs.base import NetworkFunction
 from nfs.worker import Replica
@@ -276,7 +279,7 @@ class RecoveringReplica(Replica):
         self.lock = threading.Lock()
         self.base_port = base_port
         self.peers = [c for c in range(n_cores) if c != core]
-        self.dead_peers: set[int] = set()
+        self.refused: Counter[int] = Counter()  # per peer: fetches it could not serve
         self.fetch_timeout_s = fetch_timeout_s
         self.fetch_s = 0.0  # wall time spent waiting for peers
         self.server: PeerServer | None = None
@@ -346,7 +349,8 @@ class RecoveringReplica(Replica):
         deadline = started + self.fetch_timeout_s
         self.stats["fetches"] += 1
         found: dict[int, bytes] = {}
-        pending = [p for p in self.peers if p not in self.dead_peers]
+        # Every fetch asks every peer: one that refused before may be a replacement by now.
+        pending = list(self.peers)
         # The core after this one in the round robin received the lost packet's successor,
         # whose history holds most of what is missing: ask it first.
         pending.sort(key=lambda p: (p - self.core) % self.n_cores)
@@ -361,10 +365,12 @@ class RecoveringReplica(Replica):
                     horizon, stopped, records = ask_records(
                         peer_port(peer, self.base_port), wanted[0], wanted[-1],
                         self._record_size)
-                except OSError:
-                    self.dead_peers.add(peer)  # refused or cut short: it is gone
-                    self.stats["peer_errors"] += 1
+                except ConnectionRefusedError:
+                    self.refused[peer] += 1  # nobody serves there: dead, not replaced yet
                     pending.remove(peer)
+                    continue
+                except OSError:
+                    self.stats["peer_errors"] += 1  # slow or cut short: ask again later
                     continue
                 found.update(records)
                 if horizon >= hi or stopped:
@@ -384,7 +390,7 @@ class RecoveringReplica(Replica):
         """After STOP: serve the log until every live peer has stopped too (or a timeout),
         since a peer still fast-forwarding may need records only this core has."""
         deadline = time.monotonic() + LINGER_TIMEOUT_S
-        pending = [p for p in self.peers if p not in self.dead_peers]
+        pending = list(self.peers)
         while pending and time.monotonic() < deadline:
             for peer in list(pending):
                 try:
@@ -401,7 +407,7 @@ class RecoveringReplica(Replica):
         results["recovery"] = {
             "horizon": self.horizon,
             "fetch_s": round(self.fetch_s, 4),
-            "dead_peers": sorted(self.dead_peers),
+            "refused_by": {str(p): n for p, n in sorted(self.refused.items())},
             "served": self.server.served if self.server else 0,
             "serve_errors": self.server.errors if self.server else 0,
             "log_records": self.log.capacity,
