@@ -76,6 +76,7 @@ from experiments.failover import (  # noqa: E402
     BIN_S,
     RECOVERY_LIMIT_S,
     TIMELINE_CSV,
+    plot_rates,
     read_timeline,
     recovery_time,
     timeline,
@@ -315,14 +316,8 @@ def plot_core_failover(run_dir: Path) -> Path:
     result = json.loads((run_dir / RESULT_JSON).read_text())
     if not rows:
         raise ValueError(f"{run_dir / TIMELINE_CSV} has no rows")
-    ts = [r["t_s"] + BIN_S / 2 for r in rows]
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    ax.plot(ts, [r["offered_pps"] for r in rows], color="tab:gray", linestyle=":",
-            label="offered (sequenced)")
-    ax.plot(ts, [r["expected_pps"] for r in rows], color="black", linestyle="--",
-            linewidth=1, label="expected (reference passes)")
-    ax.plot(ts, [r["delivered_pps"] for r in rows], color="tab:blue", marker=".",
-            markersize=3, label="delivered (sink)")
+    plot_rates(ax, rows)
     for i, kill in enumerate(result["kills"]):
         ax.axvline(kill["kill_s"], color="tab:red", label="core killed" if not i else None)
     for i, rejoin in enumerate(result["rejoins"]):

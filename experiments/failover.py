@@ -298,6 +298,17 @@ def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: in
 # --- the plot, from the files ------------------------------------------------------------
 
 
+def plot_rates(ax, rows: list[dict]) -> None:
+    """The timeline's three rates on ``ax``, each bin drawn at its middle."""
+    ts = [r["t_s"] + BIN_S / 2 for r in rows]
+    ax.plot(ts, [r["offered_pps"] for r in rows], color="tab:gray", linestyle=":",
+            label="offered (sequenced)")
+    ax.plot(ts, [r["expected_pps"] for r in rows], color="black", linestyle="--",
+            linewidth=1, label="expected (reference passes)")
+    ax.plot(ts, [r["delivered_pps"] for r in rows], color="tab:blue", marker=".",
+            markersize=3, label="delivered (sink)")
+
+
 def plot_failover(run_dir: Path) -> Path:
     """``failover.png``: the rates over time from ``timeline.csv``, the kill and the
     controller's failover from ``failover.json``."""
@@ -306,14 +317,8 @@ def plot_failover(run_dir: Path) -> Path:
     result = json.loads((run_dir / RESULT_JSON).read_text())
     if not rows:
         raise ValueError(f"{run_dir / TIMELINE_CSV} has no rows")
-    ts = [r["t_s"] + BIN_S / 2 for r in rows]  # each bin drawn at its middle
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    ax.plot(ts, [r["offered_pps"] for r in rows], color="tab:gray", linestyle=":",
-            label="offered (sequenced)")
-    ax.plot(ts, [r["expected_pps"] for r in rows], color="black", linestyle="--",
-            linewidth=1, label="expected (reference passes)")
-    ax.plot(ts, [r["delivered_pps"] for r in rows], color="tab:blue", marker=".",
-            label="delivered (sink)")
+    plot_rates(ax, rows)
     ax.axvline(result["kill_s"], color="tab:red", label="primary killed")
     for event in result.get("controller_events", []):
         ax.axvline(event["t_s"], color="tab:green", linestyle="--",
