@@ -8,6 +8,11 @@ until it listens, and always stops it, by its own handle.
 
 The controller listens on loopback only. On SIGTERM or Ctrl-C ``run_apps`` raises from its
 thread teardown (``AttributeError: ... 'kill'``), so the process leaves with ``os._exit``.
+
+Bad input ends the command with one line and exit status 2 before os-ken starts: a port
+outside 1..65535 or already taken on 127.0.0.1 (os-ken itself would exit 0 without a word),
+a pipeline file that is missing, unreadable or not a valid plan (``check_plan``, and
+the rules built from it).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +53,34 @@ def is_listening(port: int, host: str = LOOPBACK) -> bool:
             )
     except OSError:
         return False
+
+
+class _StopSignalsHeld:
+    """Holds SIGINT and SIGTERM from creation to ``release()``, which restores the previous
+    handlers and then raises KeyboardInterrupt if either came meanwhile (how an
+    experiment's stop signals end it). Only the main thread can hold signals; elsewhere
+    this does nothing."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.previous: dict | None = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._hold) for sig in self._SIGNALS}
+
+    def _hold(self, signum, _frame) -> None:
+        self.received.append(signum)
+
+    def release(self) -> None:
+        previous, self.previous = self.previous, None
+        if previous is None:
+            return
+        for sig, handler in previous.items():
+            # None: the previous handler was not set from Python; the default is closest.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if self.received:
+            raise KeyboardInterrupt
 
 
 class LoopbackController(RemoteController):
@@ -92,6 +126,9 @@ class ControllerProcess:
         pipeline_file = self.workdir / "pipeline.json"
         pipeline_file.write_text(json.dumps(self.pipeline, indent=1) + "\n")
         log = open(self.workdir / "controller.log", "w")
+        # A Ctrl-C (or SIGTERM) inside Popen, after the fork, would lose the handle of a
+        # controller that is already running: hold stop signals until the handle is ours.
+        held = _StopSignalsHeld()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "controller.launcher",
@@ -101,9 +138,13 @@ class ControllerProcess:
                 # stops the controller itself, after the network is down.
                 start_new_session=True,
             )
+        except BaseException:
+            held.release()
+            raise
         finally:
             log.close()
         try:
+            held.release()  # a signal held meanwhile is raised here, where stop() follows
             self._wait_listening()
         except BaseException:
             self.stop()
@@ -136,11 +177,62 @@ class ControllerProcess:
         self.stop()
 
 
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a TCP socket could listen on ``host:port`` now (bound and released again).
+
+    ``SO_REUSEADDR`` as a listening server sets it, so that a port with connections in
+    TIME_WAIT counts as free; one that another socket is bound to does not.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def read_pipeline(path: str) -> dict:
+    """The pipeline plan in the JSON file ``path``; a one-line ValueError if it is missing,
+    unreadable or not a plan the dispatch app can install."""
+    from controller.dispatch import check_plan, pipeline_rules, select_group
+
+    try:
+        with open(path) as f:
+            plan = json.load(f)
+    except OSError as err:
+        raise ValueError(f"cannot read pipeline {path}: {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"pipeline {path} is not valid JSON: {err}") from None
+    if not isinstance(plan, dict):
+        raise ValueError(f"pipeline {path} must hold a JSON object, not {type(plan).__name__}")
+    try:
+        check_plan(plan)
+        # check_plan looks at the fields' presence; building the rules (pure functions, no
+        # switch) finds fields of the wrong type or range before the switch connects.
+        pipeline_rules(plan)
+        select_group(plan)
+    except (KeyError, TypeError, AttributeError) as err:  # a field of the wrong type
+        raise ValueError(f"pipeline {path} is not a valid plan: "
+                         f"{type(err).__name__}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"pipeline {path}: {err}") from None
+    return plan
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", required=True, help="pipeline JSON file")
     parser.add_argument("--port", type=int, default=6653, help="OpenFlow TCP port")
     args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.exit(2, f"launcher: --port must be in 1..65535, not {args.port}\n")
+    try:
+        read_pipeline(args.pipeline)
+    except ValueError as err:
+        parser.exit(2, f"launcher: {err}\n")
+    if not port_is_free(args.port):
+        parser.exit(2, f"launcher: {LOOPBACK}:{args.port} is already in use\n")
     # Imported here: the app module registers its option with the framework's config.
     import controller.dispatch  # noqa: F401
     from controller.compat import FRAMEWORK, app_manager, cfg

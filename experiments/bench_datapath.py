@@ -67,6 +67,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -82,7 +83,13 @@ from experiments.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
 from experiments.generator import send_trace  # noqa: E402
 from experiments.preflight import EnvironmentProblem  # noqa: E402
 from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
-from experiments.traffic import TraceSpec, make_trace, read_pcap, write_pcap  # noqa: E402
+from experiments.traffic import (  # noqa: E402
+    TraceError,
+    TraceSpec,
+    make_trace,
+    read_pcap,
+    write_pcap,
+)
 from experiments.trial import (  # noqa: E402
     HOST_IP_BASE,
     HostProcess,
@@ -596,13 +603,28 @@ def role_main(argv: list[str]) -> int:
     parser.add_argument("--out-iface", help="relay: the interface to send on")
     parser.add_argument("--ethertype", type=int, default=ETH_P_ALL, help="receiver: to bind")
     parser.add_argument("--trace", type=Path, help="sender: the pcap to send")
-    parser.add_argument("--rate", type=float, default=0.0, help="sender: pps, 0 = max")
+    parser.add_argument("--rate", type=non_negative_float, default=0.0,
+                        help="sender: pps, 0 = max")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
     if args.role == "sender" and args.trace is None:
         parser.error("the sender needs --trace")
     if args.role == "relay" and args.out_iface is None:
         parser.error("the relay needs --out-iface")
+    # Bad input ends a role with one line (the benchmark shows the log's tail), not a
+    # traceback from inside its loop.
+    if not args.out.is_dir():
+        parser.exit(2, f"bench_datapath: no such results folder: {args.out}\n")
+    for iface in filter(None, (args.iface, args.out_iface)):
+        try:
+            socket.if_nametoindex(iface)
+        except OSError as err:
+            parser.exit(2, f"bench_datapath: no interface {iface}: {err.strerror or err}\n")
+    if args.trace is not None:
+        try:
+            read_pcap(args.trace)
+        except TraceError as err:
+            parser.exit(2, f"bench_datapath: {err}\n")
     return ROLES[args.role](args)
 
 

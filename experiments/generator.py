@@ -10,6 +10,9 @@ Results: ``generator.json`` with the packets sent, send errors, the send duratio
 rate actually achieved (the offered rate the trial reports).
 
 Run: ``python -m experiments.generator --iface gen-eth0 --trace trace.pcap --rate 2000 --out DIR``.
+Bad input (a rate that is not a finite number > 0, a missing, unreadable or corrupt trace,
+an interface or a results folder that does not exist) ends it with one line and exit
+status 2 before it sends anything.
 Caveat: a Python sender tops out at some tens of thousands of packets per second here.
 """
 
@@ -20,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.argtypes import positive_float
 from experiments.traffic import TraceError, read_pcap
 from sequencer import header as h
 from sequencer.dataplane import announce_ready, cpu_seconds, open_socket, write_json
@@ -64,24 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iface", required=True, help="interface to send on")
     parser.add_argument("--trace", type=Path, required=True, help="pcap file to replay")
-    parser.add_argument("--rate", type=float, required=True, help="packets per second")
+    parser.add_argument("--rate", type=positive_float, required=True, help="packets per second")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--count", type=int, default=0,
                         help="send only the first COUNT frames (0: the whole trace)")
     parser.add_argument("--no-end-marker", action="store_true",
                         help="do not send the end-of-trace marker")
     args = parser.parse_args(argv)
-    if args.rate <= 0:
-        parser.error("--rate must be > 0")
     if args.count < 0:
         parser.error("--count must be >= 0")
     try:
         frames = read_pcap(args.trace)
     except TraceError as err:
         parser.exit(2, f"generator: {err}\n")
+    if not args.out.is_dir():
+        parser.exit(2, f"generator: no such results folder: {args.out}\n")
     if args.count:
         frames = frames[: args.count]
-    sock = open_socket(args.iface, None)
+    try:
+        sock = open_socket(args.iface, None)
+    except OSError as err:
+        parser.exit(2, f"generator: cannot send on {args.iface}: {err.strerror or err}\n")
     announce_ready()
     try:
         stats = send_trace(sock, frames, args.rate)

@@ -8,12 +8,15 @@ reference's passes, and ``sink_log.csv`` (``trace_id,t_ns``: every well-formed f
 arrival order, ``time.monotonic_ns`` of the machine, the clock the other processes use), from
 which a delivered rate over time is drawn.
 
-Run: ``python -m experiments.sink --iface sink-eth0 --out DIR`` (stop it with SIGTERM).
+Run: ``python -m experiments.sink --iface sink-eth0 --out DIR`` (stop it with SIGTERM). An
+interface or a results folder that does not exist ends it with one line and exit status 2
+before it listens.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from array import array
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iface", required=True, help="interface to receive on")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
+    if not args.out.is_dir():
+        parser.exit(2, f"sink: no such results folder: {args.out}\n")
+    try:
+        socket.if_nametoindex(args.iface)
+    except OSError as err:
+        parser.exit(2, f"sink: cannot receive on {args.iface}: {err.strerror or err}\n")
     frames: list[bytes] = []
     times = [0, 0]
     drops = [0]

@@ -1,7 +1,8 @@
 """Synthetic traces: Zipf-skewed TCP flows with DDoS sources and knock sequences mixed in.
 
 A trace is a list of Ethernet frames; ``write_pcap``/``read_pcap`` save and load it as a
-classic pcap file, so any run can be replayed and inspected with tcpdump, Wireshark or Scapy.
+classic pcap file (``parse_pcap`` reads one from bytes), so any run can be replayed and
+inspected with tcpdump, Wireshark or Scapy.
 
 What a trace of ``TraceSpec`` holds, in a seeded random order:
 
@@ -194,27 +195,37 @@ def write_pcap(path: str | Path, frames: list[bytes], rate_pps: float = 10_000) 
 
 
 def read_pcap(path: str | Path) -> list[bytes]:
-    """Load the frames of a pcap written by ``write_pcap`` (or any little-endian Ethernet pcap)."""
+    """Load the frames of a pcap written by ``write_pcap`` (or any little-endian Ethernet pcap).
+
+    A missing, unreadable (a directory, no permission) or corrupt file is a one-line
+    :class:`TraceError`.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise TraceError(f"cannot read trace {path}: {err.strerror}") from None
+        raise TraceError(f"cannot read trace {path}: {err.strerror or err}") from None
+    return parse_pcap(data, path)
+
+
+def parse_pcap(data: bytes, name: str | Path = "trace") -> list[bytes]:
+    """The frames of the pcap file ``data`` (``name`` says which, in errors); TraceError if it
+    is not a little-endian microsecond Ethernet pcap or is cut short."""
     if len(data) < _PCAP_HEADER.size:
-        raise TraceError(f"{path} is not a pcap file (only {len(data)} bytes)")
+        raise TraceError(f"{name} is not a pcap file (only {len(data)} bytes)")
     magic, _major, _minor, _tz, _sigfigs, _snaplen, linktype = _PCAP_HEADER.unpack_from(data)
     if magic != _PCAP_MAGIC:
-        raise TraceError(f"{path} is not a little-endian microsecond pcap (magic {magic:#x})")
+        raise TraceError(f"{name} is not a little-endian microsecond pcap (magic {magic:#x})")
     if linktype != _LINKTYPE_ETHERNET:
-        raise TraceError(f"{path} has link type {linktype}, not Ethernet")
+        raise TraceError(f"{name} has link type {linktype}, not Ethernet")
     frames = []
     offset = _PCAP_HEADER.size
     while offset < len(data):
         if offset + _PCAP_RECORD.size > len(data):
-            raise TraceError(f"{path} is truncated in record {len(frames)}")
+            raise TraceError(f"{name} is truncated in record {len(frames)}")
         _sec, _usec, incl_len, _orig_len = _PCAP_RECORD.unpack_from(data, offset)
         offset += _PCAP_RECORD.size
         if incl_len > _SNAPLEN or offset + incl_len > len(data):
-            raise TraceError(f"{path} is truncated or corrupt in record {len(frames)}")
+            raise TraceError(f"{name} is truncated or corrupt in record {len(frames)}")
         frames.append(data[offset : offset + incl_len])
         offset += incl_len
     return frames

@@ -9,8 +9,10 @@ goes to ``DIR/redis.log``.
 It prints ``READY`` once the child answers PING. On SIGTERM or SIGINT it reads every state
 key (``k:*``, with SCAN) and the order list ``scr:order``, writes ``DIR/store.json``
 (``kind``, ``ops`` = the order list's length, ``state``, ``cpu_s``, ``redis_cpu_s`` from
-``INFO cpu``, ``bad_keys``: keys that do not unpack) and ``DIR/store_order.csv`` (``pos,seq``),
-then stops the child and exits 0.
+``INFO cpu``, ``bad_keys``: keys that do not unpack, ``bad_order``: order entries that are
+not integers) and ``DIR/store_order.csv`` (``pos,seq``), then stops the child and exits 0.
+A bad ``--port`` (outside 1..65535, or already taken on 127.0.0.1), ``--nf-params`` or
+``--out`` ends it with one line and exit status 2 before Redis starts.
 
 Run: ``python -m nfs.redis_store --nf ddos --port 6390 --out DIR``.
 
@@ -29,6 +31,8 @@ import argparse
 import ctypes
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -174,9 +178,14 @@ def dump(server: RedisServer, nf: NetworkFunction) -> tuple[dict, list[int]]:
             for key, value in zip(chunk, client.mget(chunk), strict=True):
                 try:
                     state[nf.unpack_key(key[len(KEY_PREFIX):])] = nf.unpack_value(value)
-                except (TypeError, ValueError):  # struct.error is a ValueError
+                except (TypeError, struct.error):  # struct.error is no ValueError
                     bad_keys += 1  # not written by a store client: never crash the dump
-        order = [int(seq) for seq in client.lrange(STORE_ORDER_KEY, 0, -1)]
+        order, bad_order = [], 0
+        for seq in client.lrange(STORE_ORDER_KEY, 0, -1):
+            try:
+                order.append(int(seq))
+            except ValueError:
+                bad_order += 1  # idem
         cpu = client.info("cpu")
     finally:
         client.close()
@@ -185,10 +194,23 @@ def dump(server: RedisServer, nf: NetworkFunction) -> tuple[dict, list[int]]:
         "ops": len(order),
         "state": nf.state_to_json(state),
         "bad_keys": bad_keys,
+        "bad_order": bad_order,
         "cpu_s": cpu_seconds(),
         "redis_cpu_s": round(float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), 3),
     }
     return results, order
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now (bound with ``SO_REUSEADDR``, as
+    Redis does, and released again)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for_stop(server: RedisServer) -> None:
@@ -213,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"redis_store: {err}\n")
     if not args.out.is_dir():
         parser.exit(2, f"redis_store: no such results folder: {args.out}\n")
+    if not port_is_free(args.port):
+        # Redis would say so too, but in three lines of its log, after starting.
+        parser.exit(2, f"redis_store: 127.0.0.1:{args.port} is already in use\n")
 
     def finish() -> None:
         if not server.alive:

@@ -420,7 +420,8 @@ def parse_heartbeat(frame: bytes) -> tuple[int, int] | None:
     if len(frame) < HEARTBEAT.size:
         return None
     _dst, _src, ethertype, magic, version, role, counter = HEARTBEAT.unpack_from(frame)
-    if ethertype != ETH_P_HEARTBEAT or magic != HEARTBEAT_MAGIC or role not in ROLES:
+    if (ethertype != ETH_P_HEARTBEAT or magic != HEARTBEAT_MAGIC or version != LOG_VERSION
+            or role not in ROLES):
         return None
     return role, counter
 

@@ -31,8 +31,11 @@ each apply's time, those delays included (the first ``MAX_LATENCY_SAMPLES``).
 
 Caveats: the ``service`` client batches the requests issued in one event-loop iteration
 into one write, and does not apply back-pressure: the caller bounds the packets in flight.
-A lost connection fails every pending and later apply with ConnectionError. The Redis
-client's cost per operation is mostly redis-py's, not the store's.
+A lost connection fails every pending and later apply with ConnectionError. A Redis value
+that does not unpack with the NF's value format (a key written by something else) fails
+that apply with :class:`StoreProtocolError`, a ConnectionError, so a core counts it as a
+store error and drops the packet. The Redis client's cost per operation is mostly
+redis-py's, not the store's.
 """
 
 from __future__ import annotations
@@ -78,6 +81,21 @@ return {1}
 def redis_key(nf: NetworkFunction, key: tuple) -> bytes:
     """The Redis key that holds ``nf``'s state for ``key``."""
     return KEY_PREFIX + nf.pack_key(key)
+
+
+class StoreProtocolError(ConnectionError):
+    """The store answered something that does not decode; the message is one line."""
+
+
+def decode_value(nf: NetworkFunction, data: bytes, key: object) -> tuple:
+    """``data``, a value read from the store for ``key``, unpacked with ``nf``'s value
+    format; StoreProtocolError if it does not fit (struct.error is no ValueError)."""
+    try:
+        return nf.value_format.unpack(data)
+    except (struct.error, TypeError):
+        held = f"{len(data)} bytes" if isinstance(data, bytes) else type(data).__name__
+        raise StoreProtocolError(f"the store holds {held} for key {key!r}, not a {nf.name} "
+                                 f"value of {nf.value_format.size} bytes") from None
 
 
 def _describe(err: BaseException) -> str:
@@ -256,7 +274,6 @@ class RedisClient(StoreClient):
         self._redis: redis.asyncio.Redis | None = None
         self._sha: str | None = None
         self._pack_value = nf.value_format.pack
-        self._unpack_value = nf.value_format.unpack
         # atomic: this core's packets of one key take turns (as NetStar keeps a flow's
         # packets in order); only other cores' writes can then make a compare-and-set fail.
         self._key_locks: collections.defaultdict[bytes, asyncio.Lock] = \
@@ -296,7 +313,7 @@ class RedisClient(StoreClient):
             else:
                 await self._travel()
                 old_bytes = await client.get(key)
-                old = self._unpack_value(old_bytes) if old_bytes is not None else None
+                old = decode_value(nf, old_bytes, key) if old_bytes is not None else None
                 new = nf.apply(old, fields)
                 await self._travel()
                 if new is None:
@@ -304,6 +321,8 @@ class RedisClient(StoreClient):
                 else:
                     await client.set(key, self._pack_value(*new))
                 await client.rpush(STORE_ORDER_KEY, seq)
+        except StoreProtocolError as err:
+            raise StoreProtocolError(f"redis at {self.address}: {err}") from None
         except (RedisError, OSError) as err:
             raise ConnectionError(f"redis at {self.address}: {_describe(err)}") from None
         self._record_latency(start)
@@ -318,9 +337,10 @@ class RedisClient(StoreClient):
                                fields: tuple) -> tuple[tuple | None, tuple | None]:
         """Compute from the value read and store it if nobody changed it meanwhile; else
         recompute from the value the script returned, until it sticks."""
-        apply, pack, unpack = self.nf.apply, self._pack_value, self._unpack_value
+        nf = self.nf
+        apply, pack = nf.apply, self._pack_value
         while True:
-            old = unpack(old_bytes) if old_bytes is not None else None
+            old = decode_value(nf, old_bytes, key) if old_bytes is not None else None
             new = apply(old, fields)
             args = (b"0", b"") if old_bytes is None else (b"1", old_bytes)
             args += (b"0", b"") if new is None else (b"1", pack(*new))

@@ -63,6 +63,7 @@ from pathlib import Path
 from nfs import NF_CLASSES, make_nf
 from nfs.base import PASS, NetworkFunction, spin
 from nfs.packet import parse
+from nfs.shared_state import TableFull
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES
 from sequencer import header as h
 from sequencer.dataplane import (
@@ -70,6 +71,7 @@ from sequencer.dataplane import (
     SOCKET_BUFFER,
     DropCounter,
     announce_ready,
+    check_places,
     cpu_seconds,
     open_socket,
     run_until_stopped,
@@ -270,8 +272,15 @@ class LockCore(Core):
             return None
         nf = self.nf
         fields = nf.record(pkt, hdr.timestamp_ns)
-        old, new, moved = self.table.transact(
-            nf.key(fields), lambda value: nf.apply(value, fields), self.core, self._transfer)
+        try:
+            old, new, moved = self.table.transact(
+                nf.key(fields), lambda value: nf.apply(value, fields), self.core,
+                self._transfer)
+        except TableFull:
+            # A flood of new keys filled the table's segment: this packet is dropped and
+            # counted, as a NIC drops what it has no room for; the core goes on.
+            self.malformed["table_full"] += 1
+            return None
         self.stats["moved"] += moved
         self.applied = seq
         return self._done(seq, pkt.trace_id, nf.verdict(old, new, fields),
@@ -427,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="scr: send a heartbeat frame to the controller this often "
                              "(0: none)")
     args = parser.parse_args(argv)
+    if not 1 <= args.cores <= h.MAX_CORES:
+        parser.error(f"--cores must be in 1..{h.MAX_CORES} (the SCR header's core field)")
     if not 0 <= args.core < args.cores:
         parser.error(f"--core must be in 0..{args.cores - 1}")
     if args.replicate_to or args.backup_listen:
@@ -441,12 +452,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--log-records must be >= 0 and --health-ms in 0..60000")
     if args.join and not args.recovery:
         parser.error("--join needs --recovery (a joining core fetches from its peers)")
+    try:
+        params = json.loads(args.nf_params)
+        if not isinstance(params, dict):
+            raise ValueError(f"--nf-params must be a JSON object, got {args.nf_params}")
+    except ValueError as err:
+        parser.exit(2, f"worker: {err}\n")
     beat = None
     try:
-        nf = make_nf(args.nf, **json.loads(args.nf_params))
+        nf = make_nf(args.nf, **params)
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
                          args.transfer_work, args.store, args.inflight,
                          args.store_delay_us / 1e6, args.recovery, args.log_records)
+        check_places(args.out, args.iface)  # after the values: a bad value says so first
         if args.recovery:
             from nfs.recovery import join
 

@@ -128,6 +128,18 @@ def parse_address(text: str, what: str = "address") -> tuple[str, int]:
     return host, int(port)
 
 
+def check_places(out_dir: os.PathLike, *ifaces: str) -> None:
+    """ValueError (one line) unless ``out_dir`` is a folder and every interface exists:
+    what a data-path process checks before its loop, rather than fail at its end."""
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"no such results folder: {out_dir}")
+    for iface in ifaces:
+        try:
+            socket.if_nametoindex(iface)
+        except OSError as err:
+            raise ValueError(f"cannot use interface {iface}: {err.strerror or err}") from None
+
+
 def announce_ready() -> None:
     print(READY, flush=True)
 

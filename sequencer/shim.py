@@ -62,6 +62,7 @@ from sequencer.dataplane import (
     ETH_P_ALL,
     DropCounter,
     announce_ready,
+    check_places,
     cpu_seconds,
     open_socket,
     run_until_stopped,
@@ -286,9 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
     try:
-        seq = Sequencer(make_nf(args.nf, **json.loads(args.nf_params)), args.cores,
-                        args.strategy, args.loss, args.loss_seed)
-    except ValueError as err:
+        params = json.loads(args.nf_params)
+        if not isinstance(params, dict):
+            raise ValueError(f"--nf-params must be a JSON object, got {args.nf_params}")
+        seq = Sequencer(make_nf(args.nf, **params), args.cores, args.strategy, args.loss,
+                        args.loss_seed)
+        check_places(args.out, args.in_iface, args.out_iface)  # after the values
+    except ValueError as err:  # json's errors are ValueErrors too
         parser.exit(2, f"shim: {err}\n")
     stats: Counter = Counter()
     return run_until_stopped(lambda: run(seq, args.in_iface, args.out_iface, stats),

@@ -12,7 +12,9 @@ nfs.state_service``, ``redis-server`` (through :class:`nfs.redis_store.RedisServ
   read-modify-write loses updates, the compare-and-set client loses none and its order list
   replays to its state; the wrapper's dump (``store.json``, ``store_order.csv``) matches;
 * one-line errors: bad store kind, address or delay (ValueError), nothing listening
-  (ConnectionError), a port already in use or a non-loopback address (exit status 2).
+  (ConnectionError), a port already in use or a non-loopback address (exit status 2); a
+  Redis value of the wrong size fails its apply (StoreProtocolError, a ConnectionError),
+  and the dump counts keys, values and order entries it cannot read instead of crashing.
 
 Needs ``redis-server`` (``make test`` installs it); nothing here needs root.
 """
@@ -35,12 +37,13 @@ import pytest
 from nfs import make_nf
 from nfs.base import NetworkFunction
 from nfs.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, Packet, ip_to_int
-from nfs.redis_store import RedisServer
+from nfs.redis_store import RedisServer, dump
 from nfs.state_service import REQUEST_HEADER, pack_request, response_size, unpack_response
 from nfs.stores import (
     STORE_ORDER_KEY,
     RedisClient,
     ServiceClient,
+    StoreProtocolError,
     make_store,
     redis_key,
 )
@@ -196,6 +199,8 @@ def test_service_closes_a_malformed_connection_and_fails_a_lost_one(tmp_path):
         await client.connect()
         assert await client.apply(7, (ip_to_int("10.0.0.9"),)) == ((1,), (2,))
         proc.send_signal(signal.SIGTERM)
+        # Until the service has handled the signal it may still answer: wait for its exit.
+        await asyncio.to_thread(proc.wait, 10)
         with pytest.raises(ConnectionError, match="state service at 127.0.0.1"):
             await asyncio.wait_for(client.apply(8, (ip_to_int("10.0.0.9"),)), 5)
         await client.close()
@@ -298,9 +303,47 @@ def test_redis_store_reports_a_taken_port_in_one_line(tmp_path):
             [sys.executable, "-m", "nfs.redis_store", "--nf", "ddos", "--port", str(port),
              "--out", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and time.monotonic() - started < 10
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("redis_store: redis-server on port")
-    assert "already in use" in lines[0]
+    assert result.stderr.strip().splitlines() == [
+        f"redis_store: 127.0.0.1:{port} is already in use"]
+
+
+@pytest.mark.parametrize("atomic", [False, True], ids=["naive", "atomic"])
+def test_a_corrupt_redis_value_fails_the_apply_in_one_line(redis_server, atomic):
+    """A key that something else wrote (a value of the wrong size): the apply fails with
+    StoreProtocolError, a ConnectionError (the core counts a store error and drops the
+    packet), never a struct.error out of the core's task."""
+    nf = make_nf("ddos")
+    fields = (ip_to_int("10.0.0.9"),)
+    with redis_server.client() as admin:
+        admin.flushall()
+        admin.set(redis_key(nf, fields), b"abc")
+        client = RedisClient(nf, "127.0.0.1", redis_server.port, atomic=atomic)
+
+        async def apply_once():
+            await client.connect()
+            try:
+                return await client.apply(0, fields)
+            finally:
+                await client.close()
+
+        with pytest.raises(StoreProtocolError) as info:
+            asyncio.run(apply_once())
+        assert isinstance(info.value, ConnectionError) and "\n" not in str(info.value)
+        assert "3 bytes" in str(info.value)
+        assert admin.get(redis_key(nf, fields)) == b"abc"  # nothing written
+
+
+def test_redis_dump_counts_what_it_cannot_read(redis_server):
+    nf = make_nf("ddos")
+    with redis_server.client() as admin:
+        admin.flushall()
+        admin.set(redis_key(nf, (7,)), nf.pack_value((3,)))
+        admin.set(redis_key(nf, (8,)), b"abc")  # the wrong size for a ddos value
+        admin.set(b"k:xy", nf.pack_value((1,)))  # the wrong size for a ddos key
+        admin.rpush(STORE_ORDER_KEY, 0, b"one", 2)
+    results, order = dump(redis_server, nf)
+    assert results["state"] == {"0.0.0.7": 3} and order == [0, 2]
+    assert (results["bad_keys"], results["bad_order"], results["ops"]) == (2, 1, 2)
 
 
 # --- one-line errors -------------------------------------------------------------------------
