@@ -31,6 +31,8 @@ from pathlib import Path
 from mininet.log import warn
 from mininet.node import RemoteController
 
+from sequencer.dataplane import port_is_free
+
 LOOPBACK = "127.0.0.1"
 APP = "controller.dispatch"
 
@@ -175,21 +177,6 @@ class ControllerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a TCP socket could listen on ``host:port`` now (bound and released again).
-
-    ``SO_REUSEADDR`` as a listening server sets it, so that a port with connections in
-    TIME_WAIT counts as free; one that another socket is bound to does not.
-    """
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def read_pipeline(path: str) -> dict:

@@ -67,7 +67,6 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -106,6 +105,7 @@ from sequencer.dataplane import (  # noqa: E402
     DropCounter,
     StopRequested,
     announce_ready,
+    check_places,
     cpu_seconds,
     open_socket,
     run_until_stopped,
@@ -613,13 +613,10 @@ def role_main(argv: list[str]) -> int:
         parser.error("the relay needs --out-iface")
     # Bad input ends a role with one line (the benchmark shows the log's tail), not a
     # traceback from inside its loop.
-    if not args.out.is_dir():
-        parser.exit(2, f"bench_datapath: no such results folder: {args.out}\n")
-    for iface in filter(None, (args.iface, args.out_iface)):
-        try:
-            socket.if_nametoindex(iface)
-        except OSError as err:
-            parser.exit(2, f"bench_datapath: no interface {iface}: {err.strerror or err}\n")
+    try:
+        check_places(args.out, *filter(None, (args.iface, args.out_iface)))
+    except ValueError as err:
+        parser.exit(2, f"bench_datapath: {err}\n")
     if args.trace is not None:
         try:
             read_pcap(args.trace)

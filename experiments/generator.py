@@ -26,7 +26,13 @@ from pathlib import Path
 from experiments.argtypes import positive_float
 from experiments.traffic import TraceError, read_pcap
 from sequencer import header as h
-from sequencer.dataplane import announce_ready, cpu_seconds, open_socket, write_json
+from sequencer.dataplane import (
+    announce_ready,
+    check_places,
+    cpu_seconds,
+    open_socket,
+    write_json,
+)
 
 END_MARKERS = 3
 END_MARKER_GAP_S = 0.02
@@ -81,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         frames = read_pcap(args.trace)
     except TraceError as err:
         parser.exit(2, f"generator: {err}\n")
-    if not args.out.is_dir():
-        parser.exit(2, f"generator: no such results folder: {args.out}\n")
+    try:
+        check_places(args.out)
+    except ValueError as err:
+        parser.exit(2, f"generator: {err}\n")
     if args.count:
         frames = frames[: args.count]
     try:

@@ -16,7 +16,6 @@ before it listens.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from array import array
@@ -27,6 +26,7 @@ from nfs.packet import parse
 from sequencer.dataplane import (
     DropCounter,
     announce_ready,
+    check_places,
     cpu_seconds,
     open_socket,
     run_until_stopped,
@@ -97,12 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iface", required=True, help="interface to receive on")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
-    if not args.out.is_dir():
-        parser.exit(2, f"sink: no such results folder: {args.out}\n")
     try:
-        socket.if_nametoindex(args.iface)
-    except OSError as err:
-        parser.exit(2, f"sink: cannot receive on {args.iface}: {err.strerror or err}\n")
+        check_places(args.out, args.iface)
+    except ValueError as err:
+        parser.exit(2, f"sink: {err}\n")
     frames: list[bytes] = []
     times = [0, 0]
     drops = [0]

@@ -31,7 +31,6 @@ import argparse
 import ctypes
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -48,8 +47,10 @@ from nfs.stores import KEY_PREFIX, STORE_ORDER_KEY
 from sequencer.dataplane import (
     StopRequested,
     announce_ready,
+    check_places,
     cpu_seconds,
     ignore_stop_signals,
+    port_is_free,
     raise_on_stop_signals,
     run_until_stopped,
     write_json,
@@ -201,18 +202,6 @@ def dump(server: RedisServer, nf: NetworkFunction) -> tuple[dict, list[int]]:
     return results, order
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server could listen on ``host:port`` now (bound with ``SO_REUSEADDR``, as
-    Redis does, and released again)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _wait_for_stop(server: RedisServer) -> None:
     """Idle until a stop signal (StopRequested); fail if the child dies meanwhile."""
     while server.alive:
@@ -231,10 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nf = nf_from_args(args.nf, args.nf_params)
         server = RedisServer(args.port, args.out / "redis.log")
+        check_places(args.out)
     except ValueError as err:
         parser.exit(2, f"redis_store: {err}\n")
-    if not args.out.is_dir():
-        parser.exit(2, f"redis_store: no such results folder: {args.out}\n")
     if not port_is_free(args.port):
         # Redis would say so too, but in three lines of its log, after starting.
         parser.exit(2, f"redis_store: 127.0.0.1:{args.port} is already in use\n")

@@ -49,6 +49,7 @@ from nfs import NF_CLASSES, make_nf
 from nfs.base import NetworkFunction
 from sequencer.dataplane import (
     announce_ready,
+    check_places,
     cpu_seconds,
     ignore_stop_signals,
     parse_address,
@@ -266,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host, port = parse_listen(args.listen)
         nf = nf_from_args(args.nf, args.nf_params)
+        check_places(args.out)
     except ValueError as err:
         parser.exit(2, f"state_service: {err}\n")
-    if not args.out.is_dir():
-        parser.exit(2, f"state_service: no such results folder: {args.out}\n")
     service = StateService(nf)
     try:
         asyncio.run(serve(service, host, port))

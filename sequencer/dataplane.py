@@ -140,6 +140,21 @@ def check_places(out_dir: os.PathLike, *ifaces: str) -> None:
             raise ValueError(f"cannot use interface {iface}: {err.strerror or err}") from None
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP server could listen on ``host:port`` now (bound and released again).
+
+    ``SO_REUSEADDR``, as a listening server sets it, so that a port with connections in
+    TIME_WAIT counts as free; one that another socket is bound to does not.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def announce_ready() -> None:
     print(READY, flush=True)
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.launcher import port_is_free, read_pipeline
+from controller.launcher import read_pipeline
 from experiments import (
     async_latency,
     bench_datapath,
@@ -58,6 +58,7 @@ from experiments import (
 from experiments.results import REPO_ROOT
 from experiments.traffic import TraceError, read_pcap, write_pcap
 from nfs.packet import PROTO_TCP, build
+from sequencer.dataplane import port_is_free
 from topologies.scr_topo import PortPlan
 
 SCRIPTS = REPO_ROOT / "experiments"
@@ -432,16 +433,17 @@ PROCESS_CASES = [
       "10", "--out", "{out}"], f"generator: cannot send on {NO_IFACE}: No such device"),
     # experiments.sink
     (["-m", "experiments.sink", "--iface", NO_IFACE, "--out", "{out}"],
-     f"sink: cannot receive on {NO_IFACE}"),
+     f"sink: cannot use interface {NO_IFACE}"),
     (["-m", "experiments.sink", "--iface", NO_IFACE, "--out", "/nonexistent"],
      "sink: no such results folder: /nonexistent"),
     # the benchmark's processes
     (["-m", "experiments.bench_datapath", "--role", "receiver", "--iface", NO_IFACE, "--out",
-      "{out}"], f"bench_datapath: no interface {NO_IFACE}"),
+      "{out}"], f"bench_datapath: cannot use interface {NO_IFACE}"),
     (["-m", "experiments.bench_datapath", "--role", "relay", "--iface", "lo",
-      "--out-iface", NO_IFACE, "--out", "{out}"], f"bench_datapath: no interface {NO_IFACE}"),
+      "--out-iface", NO_IFACE, "--out", "{out}"],
+     f"bench_datapath: cannot use interface {NO_IFACE}"),
     (["-m", "experiments.bench_datapath", "--role", "sender", "--iface", NO_IFACE,
-      "--trace", "{trace}", "--out", "{out}"], f"bench_datapath: no interface {NO_IFACE}"),
+      "--trace", "{trace}", "--out", "{out}"], f"bench_datapath: cannot use interface {NO_IFACE}"),
     (["-m", "experiments.bench_datapath", "--role", "sender", "--iface", NO_IFACE,
       "--trace", "{trace}", "--rate", "nan", "--out", "{out}"],
      "--rate: must be a finite number"),
