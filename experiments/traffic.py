@@ -2,7 +2,8 @@
 
 A trace is a list of Ethernet frames; ``write_pcap``/``read_pcap`` save and load it as a
 classic pcap file (``parse_pcap`` reads one from bytes), so any run can be replayed and
-inspected with tcpdump, Wireshark or Scapy.
+inspected with tcpdump, Wireshark or Scapy. They live in :mod:`experiments.trace_files`
+(re-exported here), which also imports real captures as traces.
 
 What a trace of ``TraceSpec`` holds, in a seeded random order:
 
@@ -33,10 +34,15 @@ addresses that no interface owns: frames never mean anything outside the testbed
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+# The pcap functions moved to trace_files; many modules still import them from here.
+from experiments.trace_files import (  # noqa: F401
+    TraceError,
+    parse_pcap,
+    read_pcap,
+    write_pcap,
+)
 from nfs.packet import (
     PROTO_TCP,
     TCP_ACK,
@@ -170,62 +176,3 @@ def _frames(events: list[tuple[int, int]], frame_size: int, bad_seq_share: float
         )
     return frames
 
-
-# --- pcap files (classic libpcap format, microsecond stamps, Ethernet link type) -------
-
-_PCAP_HEADER = struct.Struct("<IHHiIII")
-_PCAP_RECORD = struct.Struct("<IIII")
-_PCAP_MAGIC = 0xA1B2C3D4
-_LINKTYPE_ETHERNET = 1
-_SNAPLEN = 65535
-
-
-class TraceError(ValueError):
-    """An unreadable or corrupt trace file."""
-
-
-def write_pcap(path: str | Path, frames: list[bytes], rate_pps: float = 10_000) -> None:
-    """Save ``frames`` as a pcap, stamped as if sent at ``rate_pps``."""
-    with open(path, "wb") as f:
-        f.write(_PCAP_HEADER.pack(_PCAP_MAGIC, 2, 4, 0, 0, _SNAPLEN, _LINKTYPE_ETHERNET))
-        for i, frame in enumerate(frames):
-            usec = int(i * 1e6 / rate_pps)
-            f.write(_PCAP_RECORD.pack(usec // 1_000_000, usec % 1_000_000, len(frame), len(frame)))
-            f.write(frame)
-
-
-def read_pcap(path: str | Path) -> list[bytes]:
-    """Load the frames of a pcap written by ``write_pcap`` (or any little-endian Ethernet pcap).
-
-    A missing, unreadable (a directory, no permission) or corrupt file is a one-line
-    :class:`TraceError`.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise TraceError(f"cannot read trace {path}: {err.strerror or err}") from None
-    return parse_pcap(data, path)
-
-
-def parse_pcap(data: bytes, name: str | Path = "trace") -> list[bytes]:
-    """The frames of the pcap file ``data`` (``name`` says which, in errors); TraceError if it
-    is not a little-endian microsecond Ethernet pcap or is cut short."""
-    if len(data) < _PCAP_HEADER.size:
-        raise TraceError(f"{name} is not a pcap file (only {len(data)} bytes)")
-    magic, _major, _minor, _tz, _sigfigs, _snaplen, linktype = _PCAP_HEADER.unpack_from(data)
-    if magic != _PCAP_MAGIC:
-        raise TraceError(f"{name} is not a little-endian microsecond pcap (magic {magic:#x})")
-    if linktype != _LINKTYPE_ETHERNET:
-        raise TraceError(f"{name} has link type {linktype}, not Ethernet")
-    frames = []
-    offset = _PCAP_HEADER.size
-    while offset < len(data):
-        if offset + _PCAP_RECORD.size > len(data):
-            raise TraceError(f"{name} is truncated in record {len(frames)}")
-        _sec, _usec, incl_len, _orig_len = _PCAP_RECORD.unpack_from(data, offset)
-        offset += _PCAP_RECORD.size
-        if incl_len > _SNAPLEN or offset + incl_len > len(data):
-            raise TraceError(f"{name} is truncated or corrupt in record {len(frames)}")
-        frames.append(data[offset : offset + incl_len])
-        offset += incl_len
-    return frames

@@ -11,7 +11,7 @@ a start; a few cases run them end to end):
   ``--role`` processes), non-finite numbers included;
 * unreadable or corrupt pcap files: missing, a directory (the tests run as root, so "no
   permission" cannot be made with modes), empty, truncated, wrong magic, another link type,
-  a record longer than the snap length;
+  a record longer than 262144 bytes, no packets;
 * a machine that cannot run the testbed: no Open vSwitch on the PATH, an Open vSwitch that
   does not answer (a stand-in ``ovs-vsctl`` that fails), and no root (the script run as user
   ``nobody``);
@@ -280,20 +280,24 @@ def bad_traces(tmp_path) -> dict[str, tuple[Path, str]]:
     """Bad trace files and what their one-line error must say."""
     good = _trace(tmp_path / "good.pcap").read_bytes()
     files = {
-        "truncated record": (good[:-10], "is truncated or corrupt in record 2"),
+        "truncated record": (good[:-10], "is truncated in record 2"),
         "truncated record header": (good[:24 + 16 + 60 + 8], "is truncated in record 1"),
-        "big-endian": (b"\xa1\xb2\xc3\xd4" + good[4:], "is not a little-endian microsecond "
-                                                         "pcap (magic 0xd4c3b2a1)"),
-        "not a pcap": (b"GIF89a" + good[6:], "is not a little-endian microsecond pcap (magic "
-                                             "0x38464947)"),
-        "nanosecond magic": (struct.pack("<I", 0xA1B23C4D) + good[4:],
-                             "is not a little-endian microsecond pcap (magic 0xa1b23c4d)"),
-        "empty": (b"", "is not a pcap file (only 0 bytes)"),
-        "short header": (good[:10], "is not a pcap file (only 10 bytes)"),
+        "byte-swapped magic": (b"\xa1\xb2\xc3\xd4" + good[4:],  # lengths read big-endian
+                               "has a record longer than 262144 bytes (record 0)"),
+        "not a pcap": (b"GIF89a" + good[6:],
+                       "is not a pcap or pcapng file (magic 47494638)"),
+        "pcapng magic": (b"\x0a\x0d\x0d\x0a" + good[4:],
+                         "is not a readable pcapng file (Bad magic in Section Header Block "
+                         "(not a pcapng file?))"),
+        "empty": (b"", "is empty, not a pcap or pcapng file"),
+        "three bytes": (good[:3], "is not a pcap or pcapng file (only 3 bytes)"),
+        "short header": (good[:10], "is truncated in its pcap file header"),
+        "no packets": (good[:24], "has no packets"),
         "link type": (good[:20] + struct.pack("<I", 101) + good[24:],
-                      "has link type 101, not Ethernet"),
-        "huge record": (good[:24] + struct.pack("<IIII", 0, 0, 70000, 70000) + good[40:],
-                        "is truncated or corrupt in record 0"),
+                      "has link type 101 (raw IP), not Ethernet: import it with "
+                      "python -m experiments.trace_files"),
+        "huge record": (good[:24] + struct.pack("<IIII", 0, 0, 300_000, 300_000) + good[40:]
+                        + bytes(300_000), "has a record longer than 262144 bytes (record 0)"),
     }
     out = {}
     for name, (data, message) in files.items():
