@@ -75,18 +75,19 @@ from controller.dispatch import EVENTS_FILE  # noqa: E402
 from experiments.argtypes import non_negative_float, positive_float  # noqa: E402
 from experiments.cpu_quota import CoreQuotas  # noqa: E402
 from experiments.results import new_run_dir, write_config  # noqa: E402
-from experiments.traffic import TraceSpec, make_trace, read_pcap, write_pcap  # noqa: E402
+from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from experiments.trial import (  # noqa: E402
     Testbed,
     TrialConfig,
     TrialError,
+    read_ground_truth,
     read_int_csv,
     read_result,
     start_experiment,
-    trace_packets,
 )
 from nfs import NF_CLASSES, make_nf  # noqa: E402
 from nfs.base import PASS  # noqa: E402
+from nfs.oracle import SCR  # noqa: E402
 from nfs.reference import StateView, check_views, run_reference  # noqa: E402
 from topologies.scr_topo import NF, PortPlan  # noqa: E402
 
@@ -218,13 +219,13 @@ def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: in
     events = read_result(trial_dir / EVENTS_FILE)
     sink = read_result(trial_dir / "sink.json")
     gen = read_result(trial_dir / "generator.json")
-    sequenced = read_int_csv(trial_dir / "sequenced.csv")  # seq, trace_id, ts_ns
+    # The sequencer's ground truth: what it sequenced, in order, with its timestamps.
+    truth, trace_ids = read_ground_truth(trial_dir, SCR)
+    packets = truth.packet_map()
+    sequenced = [(seq, tid, ts) for seq, (tid, (_pkt, ts))
+                 in enumerate(zip(trace_ids, truth.packets, strict=True))]
     arrivals = read_int_csv(trial_dir / "sink_log.csv")  # trace_id, t_ns
-    backup_log = read_int_csv(trial_dir / f"{BACKUP}_log.csv")  # seq, trace_id, verdict
-    by_trace_id = trace_packets(read_pcap(trace_path))
-    if any(tid not in by_trace_id for _s, tid, _ts in sequenced):
-        raise TrialError("the shim sequenced a packet that is not in the trace")
-    packets = {seq: (by_trace_id[tid], ts) for seq, tid, ts in sequenced}
+    backup_log = read_int_csv(trial_dir / f"{BACKUP}_log.csv")  # seq,trace_id,verdict,chain
     seq_of = {tid: seq for seq, tid, _ts in sequenced}
 
     # (a) the backup against the reference without what no instance applied.
@@ -232,7 +233,8 @@ def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: in
     skip = frozenset(set(packets) - held)
     gap_set = set(range(len(packets))) - held_seqs(len(packets) - 1, backup.get("gaps", []))
     view = StateView("backup", backup["state"], backup["applied"], skip)
-    check = check_views(nf, packets, ((s, 0, v) for s, _t, v in backup_log), [view], {0: 0})
+    check = check_views(nf, packets, ((s, 0, v) for s, _t, v, _c in backup_log), [view],
+                        {0: 0})
 
     # (b) output commit: whatever reached the sink, the backup holds.
     delivered_seqs = [seq_of.get(tid) for tid, _t in arrivals]

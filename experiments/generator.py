@@ -39,7 +39,7 @@ END_MARKER_GAP_S = 0.02
 
 
 def end_marker() -> bytes:
-    return h.encode(h.ScrHeader(h.FLAG_STOP, 0, 0, 0, 1, 0, 0), [])
+    return h.encode(h.ScrHeader(h.FLAG_STOP, 0, 0, 0, 1, 1, 0, 0), [])
 
 
 def send_trace(sock, frames: list[bytes], rate_pps: float) -> dict:

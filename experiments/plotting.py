@@ -685,7 +685,7 @@ def _loss_rows(run_dir: Path) -> list[dict]:
         for column in ("cores", "skew", "throughput_pps"):
             _number(row, column, where)  # the error names the bad cell
         checks = [_flag(row.get(c) or "", c, where) for c in ("check_equivalent",
-                                                              "check_complete")]
+                                                              "check_consistent")]
         out.append({
             "nf": row["nf"].strip(), "strategy": row["strategy"].strip(),
             "cores": _number(row, "cores", where, int),

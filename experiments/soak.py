@@ -68,7 +68,7 @@ from nfs import NF_CLASSES  # noqa: E402
 STATE_CHECKS = ("every_fault_done", "states_equal_reference", "replicas_equal",
                 "every_kill_detected", "every_rejoin_sprayed")
 SEARCH_COLUMNS = ["target_pps", "offered_pps", "delivered_pps", "loss", "injected_loss",
-                  "recovered", "check_equivalent", "check_complete", "faithful", "error"]
+                  "recovered", "check_equivalent", "check_consistent", "faithful", "error"]
 
 
 def periodic_faults(cores: int, duration_s: float, every_s: float) -> list[Fault]:

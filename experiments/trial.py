@@ -38,6 +38,7 @@ import json
 import os
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -53,13 +54,17 @@ from experiments import fidelity
 from experiments.cpu_quota import CoreQuotas, quota_us
 from experiments.fidelity import pid_cpu_seconds
 from experiments.preflight import EnvironmentProblem, check_environment
+from experiments.trace_files import TraceError, read_capture
 from experiments.traffic import read_pcap
 from nfs import make_nf
-from nfs.packet import Packet, parse
-from nfs.reference import StateView, check_access_order, check_views
+from nfs.oracle import SCR, SHARD, CoreReport, GroundTruth, check_run
+from nfs.packet import parse
+from nfs.recovery import PeerLog, create_logs, remove_logs, seq_ranges
+from nfs.reference import check_access_order
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES, spray_mode
 from sequencer.dataplane import READY, open_socket
 from sequencer.header import MalformedFrame
+from sequencer.shim import FATE_SENT, FATES, SEQUENCED_CSV, SEQUENCED_PCAP
 from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
 
 HOST_IP_BASE = "198.19.254.0/24"  # RFC 2544 benchmark range; hosts never use their IPs
@@ -73,6 +78,7 @@ CORE_RX_QUEUE = 64 << 10
 STORE_HOST = "127.0.0.1"
 STORE_PORTS = {"service": 7000, "redis": 6379}
 HEALTH_MS = 20  # watch_cores: each core's heartbeat period
+RECORD_LOGS_JSON = "record_logs.json"  # recovery: what each core's ring held at the end
 
 
 class TrialError(RuntimeError):
@@ -293,6 +299,7 @@ class Testbed:
         self.quotas: CoreQuotas | None = None
         self.store: HostProcess | None = None  # the service/remote strategies' store
         self.table_path: Path | None = None
+        self.log_prefix: Path | None = None  # recovery: the cores' record rings
         self.window: dict = {}  # fidelity samples around the traffic
         self._stack = contextlib.ExitStack()
 
@@ -323,6 +330,8 @@ class Testbed:
             self._wait_for_pipeline()
             if self.config.strategy == "lock":
                 self._create_table()
+            if self.config.recovery:
+                self._create_record_logs()
             if self.config.core_share is not None:
                 self.quotas = self._stack.enter_context(CoreQuotas(
                     self.config.cores + self.store_is_core, self.config.core_share,
@@ -354,6 +363,27 @@ class Testbed:
                             create=True)
         self._stack.callback(self._dump_table, table)
 
+    def _create_record_logs(self) -> None:
+        """The cores' record rings, in /dev/shm; their contents are summed up into
+        ``record_logs.json`` (for the oracle) and the files removed at teardown."""
+        self.log_prefix = SHM_DIR / f"scr-testbed-{os.getpid()}-{next(_table_names)}-log"
+        paths: list[Path] = []
+        self._stack.callback(self._dump_record_logs, paths)
+        paths += create_logs(self.log_prefix, self.config.cores, self.nf.record_size)
+
+    def _dump_record_logs(self, paths: list[Path]) -> None:
+        try:
+            held = {}
+            for core, path in enumerate(paths):
+                ring = PeerLog(path, self.nf.record_size)
+                try:
+                    held[f"core{core}"] = seq_ranges(ring.seqs())
+                finally:
+                    ring.close()
+            (self.out_dir / RECORD_LOGS_JSON).write_text(json.dumps(held) + "\n")
+        finally:
+            remove_logs(paths)
+
     def _dump_table(self, table) -> None:
         try:
             state = self.nf.state_to_json(table.items())
@@ -377,7 +407,7 @@ class Testbed:
         self._start("sink", SINK, self._python("experiments.sink", "--iface", plan.sink_iface))
         strategy_args: tuple = ("--strategy", c.strategy)
         if c.recovery:
-            strategy_args += ("--recovery",)
+            strategy_args += ("--recovery", self.log_prefix)
         if c.watch_cores:
             strategy_args += ("--health-ms", HEALTH_MS)
         if c.strategy == "lock":
@@ -608,59 +638,83 @@ def _store_result(config: TrialConfig, nf, store_results: tuple[dict, list[int]]
     }
 
 
-def trace_packets(frames: list[bytes]) -> dict[int, Packet]:
-    """The trace's well-formed packets by the trace id they carry (malformed ones skipped)."""
-    packets = {}
-    for frame in frames:
+def read_ground_truth(out_dir: Path, mode: str) -> tuple[GroundTruth, list[int]]:
+    """The sequencer's ground truth from its files (``sequenced.pcap``, ``sequenced.csv``,
+    ``shim.json``), and the trace id each packet carried (to map results back)."""
+    shim = read_result(out_dir / "shim.json")
+    rows = read_int_csv(out_dir / SEQUENCED_CSV)  # seq, trace_id, ts_ns, core, history, fate
+    try:
+        records = read_capture(out_dir / SEQUENCED_PCAP).records
+    except TraceError as err:
+        raise TrialError(f"missing or unreadable result {SEQUENCED_PCAP}: {err}") from None
+    if len(records) != len(rows) or any(row[0] != i for i, row in enumerate(rows)):
+        raise TrialError(f"{SEQUENCED_PCAP} and {SEQUENCED_CSV} do not match")
+    packets = []
+    for (_seq, _tid, ts, *_rest), (_ts, _linktype, frame) in zip(rows, records, strict=True):
         try:
-            pkt = parse(frame)
-        except MalformedFrame:
-            continue
-        packets[pkt.trace_id] = pkt
-    return packets
+            packets.append((parse(frame), ts))
+        except MalformedFrame as err:  # the shim sequences only frames that parse
+            raise TrialError(f"the shim sequenced a malformed frame: {err}") from None
+    truth = GroundTruth(
+        packets=packets, cores=[row[3] for row in rows], history=[row[4] for row in rows],
+        dropped={row[0]: FATES[row[5]] for row in rows if row[5] != FATE_SENT},
+        n_cores=shim["n_cores"], mode=mode, reconfigs=shim.get("reconfigs", []),
+        stops=shim.get("stops_sent", []))
+    return truth, [row[1] for row in rows]
 
 
-def _views(config: TrialConfig, out_dir: Path, cores: list[dict], processed: set[int],
-           last_seq: int, store_results: tuple[dict, list[int]] | None,
-           ) -> tuple[list[StateView], dict[int, int]]:
-    """The states a run ended with, what each should hold, and which checks which verdicts.
+def read_core_report(out_dir: Path, core: dict) -> CoreReport:
+    """One core's report from its results (``core<i>.json``, ``core<i>_log.csv``)."""
+    log = read_int_csv(out_dir / f"core{core['core']}_log.csv")  # seq,trace_id,verdict,chain
+    return CoreReport(
+        core=core["core"], log=[(seq, verdict, chain) for seq, _t, verdict, chain in log],
+        rx_dropped=core.get("rx_dropped", 0), stopped=core["stopped_by_marker"],
+        state=core.get("state"), applied=core["applied"],
+        gaps=[tuple(g) for g in core.get("gaps", [])], chain=core.get("chain"),
+        joined_at=core.get("recovery", {}).get("joined_at", 0))
 
-    * scr/single: one view per replica; it lacks exactly the updates in its gap ranges.
-    * lock: the shared table; it holds exactly the packets some core processed.
-    * shard: the union of the shards (each key in one shard only), idem.
-    * service/remote: the store's state; it holds exactly the operations in its order log.
-    """
-    if config.strategy in ("scr", "single"):
-        views = [
-            StateView(f"core{c['core']}", c["state"], c["applied"],
-                      frozenset(s for lo, hi in c.get("gaps", []) for s in range(lo, hi + 1)))
-            for c in cores
-        ]
-        return views, {c["core"]: i for i, c in enumerate(cores)}
+
+def read_held_records(out_dir: Path) -> set[int] | None:
+    """Every sequence number some core's record log held at the end (``record_logs.json``,
+    written by the testbed before it removed the rings); None without recovery."""
+    path = out_dir / RECORD_LOGS_JSON
+    if not path.exists():
+        return None
+    return {s for ranges in read_result(path).values() for lo, hi in ranges
+            for s in range(lo, hi + 1)}
+
+
+def _shared_state(config: TrialConfig, out_dir: Path, cores: list[dict],
+                  store_results: tuple[dict, list[int]] | None) -> tuple[object, str]:
+    """The one state of a strategy without replicas: the lock table, the union of the
+    shards (each key in one shard only), or the store's."""
     if store_results is not None:
-        store, order = store_results
-        lacking = frozenset(set(range(last_seq + 1)) - set(order))
-        return [StateView("store", store["state"], last_seq, lacking)], \
-            {c["core"]: 0 for c in cores}
-    lacking = frozenset(set(range(last_seq + 1)) - processed)
+        return store_results[0]["state"], "store"
     if config.strategy == "lock":
-        state = read_result(out_dir / "shared_state.json")
-        name = "shared"
-    else:
-        state, name = {}, "shards"
-        for core in cores:
-            overlap = set(state) & set(core["state"])
-            if overlap:  # a key in two shards: the hash did not keep a key on one core
-                state = {"overlapping keys": sorted(overlap)[:10]}
-                break
-            state.update(core["state"])
-        state = dict(sorted(state.items()))
-    return [StateView(name, state, last_seq, lacking)], {c["core"]: 0 for c in cores}
+        return read_result(out_dir / "shared_state.json"), "shared"
+    state: dict = {}
+    for core in cores:
+        overlap = set(state) & set(core["state"])
+        if overlap:  # a key in two shards: the hash did not keep a key on one core
+            return {"overlapping keys": sorted(overlap)[:10]}, "shards"
+        state.update(core["state"])
+    return dict(sorted(state.items())), "shards"
+
+
+def percentiles(samples: list[float]) -> tuple[float | None, float | None]:
+    """p50 and p99 of ``samples`` (None, None when there are none)."""
+    if not samples:
+        return None, None
+    if len(samples) == 1:
+        return samples[0], samples[0]
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return round(cuts[49], 1), round(cuts[98], 1)
 
 
 def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
             window: dict | None = None) -> dict:
-    """Read the processes' results, check them against the reference, write trial.json."""
+    """Read the processes' results, check them against the ground truth and the sequential
+    reference (:func:`nfs.oracle.check_run`), write trial.json and verdicts.csv."""
     out_dir = Path(out_dir)
     nf = make_nf(config.nf, **config.nf_params)
     gen = read_result(out_dir / "generator.json")
@@ -670,30 +724,23 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     ids = [i for i in range(config.cores)
            if not config.watch_cores or (out_dir / f"core{i}.json").exists()]
     cores = [read_result(out_dir / f"core{i}.json") for i in ids]
-    sequenced = read_int_csv(out_dir / "sequenced.csv")  # seq, trace_id, ts
-    log = sorted(
-        (seq, i, verdict, trace_id)
-        for i in ids
-        for seq, trace_id, verdict in read_int_csv(out_dir / f"core{i}_log.csv")
-    )
+    mode = spray_mode(config.strategy)
+    truth, trace_ids = read_ground_truth(out_dir, SCR if mode in ("scr", "single") else mode)
+    reports = [read_core_report(out_dir, core) for core in cores]
+    log = sorted((seq, r.core, verdict, trace_ids[seq]) for r in reports
+                 for seq, verdict, _chain in r.log if 0 <= seq < len(trace_ids))
     with open(out_dir / "verdicts.csv", "w") as f:
         f.write("seq,core,verdict,trace_id\n")
         f.writelines(f"{s},{c},{v},{t}\n" for s, c, v, t in log)
 
-    # Sequential reference over exactly the packets the shim sequenced, in its order.
-    by_trace_id = trace_packets(read_pcap(trace_path))
-    if any(tid not in by_trace_id for _seq, tid, _ts in sequenced):
-        raise TrialError("the shim sequenced a packet that is not in the trace")
-    packets = {seq: (by_trace_id[tid], ts) for seq, tid, ts in sequenced}
-    processed_seqs = {s for s, _c, _v, _t in log}
     store_results = read_store(out_dir) if config.strategy in STORE_STRATEGIES else None
-    views, view_of_core = _views(config, out_dir, cores, processed_seqs, len(sequenced) - 1,
-                                 store_results)
-    check = check_views(nf, packets, ((s, c, v) for s, c, v, _t in log), views, view_of_core)
-    lost_updates = sum(len(v.skip) for v in views)
-    # Updates no state holds because no core ever had them (lost with every packet that
-    # carried them); anything else missing from a state was lost by that state alone.
-    lost_everywhere = frozenset.intersection(*(v.skip for v in views)) if views else frozenset()
+    if truth.mode == SCR:
+        shared, name = None, ""
+    else:
+        shared, name = _shared_state(config, out_dir, cores, store_results)
+    oracle = check_run(nf, truth, reports, recovery=config.recovery,
+                       held=read_held_records(out_dir), shared_state=shared,
+                       shared_name=name)
 
     per_core = [core["stats"].get("processed", 0) for core in cores]
     processed = sum(per_core)
@@ -704,6 +751,8 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
     injected = shim.get("injected_loss", 0)
     passed = [t for _s, _c, v, t in log if v == 1]
     recovery = [core["stats"] for core in cores]
+    fetch_p50, fetch_p99 = percentiles(
+        [t for core in cores for t in core.get("recovery", {}).get("fetch_us", [])])
     socket_drops = {"shim": shim.get("rx_dropped", 0), "sink": sink.get("rx_dropped", 0)}
     if window:
         fid = fidelity.assess(window["before"], window["after"], target_pps=config.rate_pps,
@@ -725,29 +774,29 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         "loss": round(1 - processed / (sent - injected), 5) if sent > injected else 0.0,
         "injected_loss": injected,
         "recovered": sum(st.get("recovered", 0) for st in recovery),
-        "lost_everywhere": len(lost_everywhere) if config.strategy in ("scr", "single") else 0,
         "fetches": sum(st.get("fetches", 0) for st in recovery),
         "fetch_timeouts": sum(st.get("fetch_timeouts", 0) for st in recovery),
         "fetch_s": max((c.get("recovery", {}).get("fetch_s", 0.0) for c in cores), default=0),
+        "fetch_us_p50": fetch_p50,
+        "fetch_us_p99": fetch_p99,
         "reconfigs": len(shim.get("reconfigs", [])),
         "core_rx_dropped": sum(core.get("rx_dropped", 0) for core in cores),
         "per_core": per_core,
-        # Exact round robin over all cores (not measured once the controller resprayed).
-        "round_robin": all(c == s % config.cores for s, c, _v, _t in log)
-        if not shim.get("reconfigs") else None,
+        # Every packet was processed by the core the sequencer sprayed it to (the switch's
+        # steering; shard's hash is the switch's own choice).
+        "steered": all(truth.cores[s] == c for s, c, _v, _t in log)
+        if truth.mode != SHARD else None,
         "passed": len(passed),
         "sink_received": sink["received"],
         "sink_missing": len(set(passed) - set(sink["trace_ids"])),
         "malformed_shim": shim["malformed_total"],
         "malformed_cores": sum(core["malformed_total"] for core in cores),
         "gap_records": sum(core["stats"].get("gap_records", 0) for core in cores),
-        "lost_updates": lost_updates,
         "stopped_by_marker": all(core["stopped_by_marker"] for core in cores),
-        **{f"check_{k}": v for k, v in check.summary().items()},
-        # Strict: equal to one core processing *every* sequenced packet (nothing lost).
-        "check_strict": check.equivalent and lost_updates == 0 and processed == len(sequenced),
-        # Every state holds every update some core had: nothing lost but what no core had.
-        "check_complete": check.equivalent and all(v.skip == lost_everywhere for v in views),
+        **{f"check_{k}": v for k, v in oracle.summary().items()
+           if k not in ("lost_everywhere", "lost_updates")},
+        "lost_everywhere": oracle.lost_everywhere,
+        "lost_updates": oracle.lost_updates,
         "faithful": fid["faithful"],
         "bottleneck": fid["bottleneck"],
         "fidelity": fid,
@@ -759,7 +808,7 @@ def collect(config: TrialConfig, trace_path: Path, out_dir: Path,
         },
         "throttled": window.get("throttled", []) if window else [],
         "span_s": round(span_s, 3),
-        **_store_result(config, nf, store_results, cores, packets, log),
+        **_store_result(config, nf, store_results, cores, truth.packet_map(), log),
     }
     (out_dir / "trial.json").write_text(json.dumps(
         {"config": asdict(config), "trace": str(trace_path), "result": result}, indent=1,

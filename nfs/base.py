@@ -18,7 +18,8 @@ per-core dicts, or an external store. Each NF defines:
 
 The base class builds the rest on top, for a state that is a dict of key -> value tuple:
 ``apply`` (``step`` plus the state-transition cost), ``update`` (the fast-forward over one
-history record), ``process`` (transition and verdict) and ``state_to_json``. Hence
+history record), ``process`` (transition and verdict; ``process_traced`` also returns the
+key and its new value, for the transition chain) and ``state_to_json``. Hence
 ``update(s, unpack_record(pack_record(p, ts)))`` leaves ``s`` exactly as ``process(s, p, ts)``
 does, by construction (``tests/unit/test_nfs.py`` still checks it for every NF).
 
@@ -29,9 +30,13 @@ paid inside ``apply``, i.e. on *every* transition, so SCR pays it once per histo
 and a locking strategy pays it inside its critical section.
 
 Caveats: ``step`` and ``verdict`` must be deterministic functions of their arguments (no
-clocks, no randomness, integers only) or replicas diverge. ``update`` and ``process`` inline
-``apply`` to save a call on the hot path: a subclass that overrides ``apply`` must override
-them too.
+clocks, no randomness, integers only) or replicas diverge. ``update`` and
+``process_traced`` inline ``apply`` to save a call on the hot path: a subclass that
+overrides ``apply`` must override them too.
+
+The **transition chain** (:func:`chain_step`) folds every transition a replica applies, in
+order, into one integer that the oracle recomputes from the sequential run: it shows a
+record skipped, repeated or reordered even when the final state no longer can.
 """
 
 from __future__ import annotations
@@ -55,6 +60,26 @@ def spin(rounds: int, seed: int = 1) -> int:
     for _ in range(rounds):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
     return x
+
+
+#: The transition chain of an empty history (see :func:`chain_step`).
+CHAIN_START = 0
+
+
+def chain_step(chain: int, seq: int, key: tuple, new: tuple | None) -> int:
+    """The transition chain after the state transition of packet ``seq`` took ``key`` to
+    ``new``.
+
+    A replica folds every transition it applies, in the order it applies them, into one
+    integer; the oracle folds the sequential run's. Equal chains at a packet mean the same
+    transitions in the same order up to it: a record skipped, applied twice, applied out of
+    order or computed from a wrong value changes every chain after it, even where the final
+    state cannot show it (a flow deleted by its FIN). It is Python's tuple hash: cheap, and
+    the same in every process, since keys and values hold integers only (``None``, whose
+    hash is its address in Python 3.11, is folded as ``()``). Not a cryptographic digest:
+    two different histories could collide, with odds of about 2**-60 per comparison.
+    """
+    return hash((chain, seq, key, () if new is None else new))
 
 
 def int_param(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
@@ -127,8 +152,9 @@ class NetworkFunction(ABC):
         """A fresh, empty state: key tuple -> value tuple."""
         return {}
 
-    def update(self, state: dict, fields: tuple) -> None:
-        """Apply one history record to ``state`` (the fast-forward step)."""
+    def update(self, state: dict, fields: tuple) -> tuple[tuple, tuple | None]:
+        """Apply one history record to ``state`` (the fast-forward step); ``(key, new
+        value)``, from which a replica extends its transition chain (:func:`chain_step`)."""
         key = self.key(fields)
         new = self.step(state.get(key), fields)  # apply(), inlined: this is the hot path
         if self.state_work:
@@ -137,9 +163,12 @@ class NetworkFunction(ABC):
             state.pop(key, None)
         else:
             state[key] = new
+        return key, new
 
-    def process(self, state: dict, pkt: Packet, ts: int) -> int:
-        """Run the NF on ``pkt``: update ``state`` and return ``PASS`` or ``DROP``."""
+    def process_traced(self, state: dict, pkt: Packet, ts: int
+                       ) -> tuple[int, tuple, tuple | None]:
+        """``process``, also returning what the transition chain needs: ``(verdict, key,
+        new value)``."""
         fields = self.record(pkt, ts)
         key = self.key(fields)
         old = state.get(key)
@@ -150,7 +179,11 @@ class NetworkFunction(ABC):
             state.pop(key, None)
         else:
             state[key] = new
-        return self.verdict(old, new, fields)
+        return self.verdict(old, new, fields), key, new
+
+    def process(self, state: dict, pkt: Packet, ts: int) -> int:
+        """Run the NF on ``pkt``: update ``state`` and return ``PASS`` or ``DROP``."""
+        return self.process_traced(state, pkt, ts)[0]
 
     def state_to_json(self, state: Mapping) -> dict:
         """``state`` (any mapping of key -> value tuples) as canonical JSON data: string

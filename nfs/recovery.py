@@ -1,4 +1,4 @@
-"""SCR loss recovery and rejoin: per-core record logs that the other cores can read.
+"""SCR loss recovery and rejoin: per-core record logs in shared memory, readable by every core.
 
 SCR's history covers a core's own lost packets only as long as the gap is shorter than the
 history: a core whose packet ``p`` was lost sees, in its next packet, records from ``p + 1``
@@ -6,82 +6,93 @@ on at best, and the records of ``p`` and of the history ``p`` carried are missin
 paper's remedy, built here:
 
 * every core keeps a bounded **log** of the records it received (:class:`RecordLog`: the
-  history records of its frames and the record of its own packet), by sequence number;
-* a core that sees a gap larger than its history **fetches** the missing records from the
-  other cores' logs (:meth:`RecoveringReplica.fetch`) and applies them, in sequence order,
-  before the records of the frame that revealed the gap;
-* a record that no core has (its packet and the N-1 packets whose histories carried it
-  were all lost) is **skipped and counted** (``lost_everywhere``); the replica's ``gaps``
-  name it, so the oracle knows exactly which updates every replica lacks.
+  history records of its frames and the record of its own packet), by sequence number, in
+  a ring in shared memory (one file per core, ``<prefix>.core<i>``, made by the trial in
+  ``/dev/shm`` before the cores start, removed after the run);
+* a core that sees a gap larger than its history **fetches** the missing records by reading
+  the other cores' rings (:meth:`RecoveringReplica.fetch`) and applies them, in sequence
+  order, before the records of the frame that revealed the gap. A read costs microseconds
+  and no CPU of the peer: it never waits for a peer's CPU quota or its GIL;
+* a record that no core has (its packet and every packet whose history carried it were
+  all lost) is **skipped and counted** (``lost_everywhere``); the replica's ``gaps`` name it,
+  and the oracle checks each such gap against the ground truth.
 
-The cores of a trial share the NF host's network namespace, so each core serves its log
-on that namespace's loopback, at ``127.0.0.1:PEER_BASE_PORT + core`` (:class:`PeerServer`,
-a thread that sleeps in ``accept`` and costs the packet loop nothing until asked). One
-request per TCP connection, answered and closed:
-
-* ``L lo hi`` -> the records of ``lo .. hi`` the log holds, and the core's **horizon** (the
-  highest sequence number it has received) and whether it has stopped;
-* ``H`` -> horizon and stopped only;
-* ``S`` -> a **snapshot**: the replica's state, the sequence number it is at and the
-  records it lacks, taken between two packets (under the replica's lock).
+A ring file is a 64-byte header (magic, version, record size, capacity, the owner's
+**horizon**: the highest sequence number it has received, and whether it has stopped), then
+``capacity`` slots of ``| seq (i64) | record |``, slot ``seq % capacity``. The owner writes a
+slot as a seqlock does (sequence number -1, the record, then its sequence number) and a
+reader checks the sequence number before and after reading the record, so a reader never
+takes a record of another packet. The owner holds an exclusive ``flock`` on its file for as
+long as it lives; the kernel drops it when the process dies, however it dies, so a reader
+tells a dead owner from a busy one without asking it (:meth:`PeerLog.alive`). A dead
+core's ring stays readable: its records are not lost with it.
 
 When may a fetching core give up on a record? A peer whose horizon has passed the record
-received every frame that could have carried it (histories look back no further than the
-peer's previous packet): if its log lacks the record, it never will have it. The fetch
-asks again, every ``POLL_S``, the peers whose horizon is still behind, so a busy peer is
-waited for (the wait doubles each time, up to ``MAX_POLL_S``: a peer that is behind is
-busy); a peer that has stopped or refuses the connection (nobody serves there: it died)
-is not asked again in this fetch, but is in the next one (its replacement may serve by
-then). A peer that is slow to answer is asked again. Waiting for
-horizons cannot deadlock: a core raises its horizon and logs a frame's records *before*
-it fetches what the frame revealed missing.
+received every frame that could have carried it: by the history rule
+(``sequencer.header.expected_count``) a frame carries only records newer than the previous
+frame sent to the same core. If its ring lacks the record, it never will have it. The same
+holds for a peer that stopped or died. The fetch reads the rings of the peers whose horizon
+is still behind again, with a short back-off, until each is final or ``--fetch-timeout``
+passes. Waiting for horizons cannot deadlock: a core raises its horizon and logs a frame's
+records *before* it fetches what the frame revealed missing, so the core with the lowest
+horizon never waits.
 
 A **replacement core** (``--join``) starts from a peer's snapshot at a known sequence number
-(:func:`join`) and then fast-forwards: its first frame reveals the gap since the snapshot,
-and it fetches that like any lost record. After a STOP frame a core keeps serving its log
-until every live peer has stopped too (:meth:`RecoveringReplica.finish`): a peer may still
-need records from it.
+(:func:`join`; the snapshot still travels over a socket on the NF host's loopback, at
+``127.0.0.1:PEER_BASE_PORT + core``, served by a thread of the donor between two packets)
+and then fast-forwards: its first frame reveals the gap since the snapshot, and it fetches
+that like any lost record. It takes over the dead core's ring file: the dead core's records
+stay there until the ring wraps over them.
 
-Caveats: the log holds ``--log-records`` records (32768 by default, about 13 s at 2500
-packets/s); a gap older than every peer's log is lost. While a core fetches, it processes
-nothing: its queue fills, and a slow peer (its CPU quota, the GIL its packet loop holds)
-makes the wait longer; this is the price of the loss, and it shows in the MLFFR. When the
-core count changes, a peer's history may at most once reach back past its previous packet;
-the horizon rule then declares a record lost that a frame still queued at that peer
-carries (a replica would lack it, and the oracle would say so).
+Caveats: a ring holds ``--log-records`` records (65536 by default, about 25 s at 2500
+packets/s); a gap older than every ring is lost (and the oracle says so). While a core
+waits for a peer that is behind, it processes nothing: its queue fills. The horizon and
+the slots are written with plain stores to shared memory, which is safe on x86's ordered
+stores; a weaker memory model would need fences that Python cannot issue.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import mmap
+import os
 import socket
 import struct
 import sys
 import threading
 import time
-from collections import Counter
+from array import array
+from collections.abc import Iterable
+from pathlib import Path
 
 from nfs.base import NetworkFunction
 from nfs.worker import Replica
 from sequencer import header as h
 
 PEER_HOST = "127.0.0.1"
-PEER_BASE_PORT = 7100  # core i's log server: PEER_BASE_PORT + i, in the NF host namespace
-DEFAULT_LOG_RECORDS = 1 << 15
-FETCH_TIMEOUT_S = 2.0  # give up on a record after this long (the peers that have it died)
-LINGER_TIMEOUT_S = 3.0  # after STOP, serve the log at most this long for late peers
-POLL_S = 0.002  # the first wait for a peer that is behind; doubled up to MAX_POLL_S
-MAX_POLL_S = 0.032
+PEER_BASE_PORT = 7100  # core i's snapshot server: PEER_BASE_PORT + i, in the NF host namespace
+DEFAULT_LOG_RECORDS = 1 << 16
+FETCH_TIMEOUT_S = 2.0  # give up on a record after this long (a peer that is stuck)
+POLL_S = 0.0002  # the first wait for a peer that is behind; doubled up to MAX_POLL_S
+MAX_POLL_S = 0.004
 CONNECT_TIMEOUT_S = 1.0
-#: A thread asking for the GIL gets it within this; Python's default (5 ms) would make
-#: every answer of a busy core's log server wait for its packet loop several times.
+OWNER_TIMEOUT_S = 2.0  # a ring's lock is free within this, or another live core owns it
+#: A thread asking for the GIL gets it within this; Python's default (5 ms) would make a
+#: snapshot request wait for a busy core's packet loop several times.
 SWITCH_INTERVAL_S = 0.0005
+MAX_FETCH_SAMPLES = 100_000
 
-_RANGE = struct.Struct("!qq")  # L request: lo, hi
-_STATUS = struct.Struct("!qB")  # horizon, stopped
-_COUNT = struct.Struct("!I")
-_SEQ = struct.Struct("!q")
-_SNAPSHOT = struct.Struct("!qII")  # applied, number of gap ranges, number of state entries
+_MAGIC = b"SCRL"
+_VERSION = 1
+_HEADER = struct.Struct("=4sHHI")  # magic, version, record size, capacity
+_HEADER_SIZE = 64
+_HORIZON_OFFSET = 16  # i64, 8-byte aligned
+_STOPPED_OFFSET = 24  # u8
+_I64 = struct.Struct("=q")
+_INVALID = -1
+
+_SNAPSHOT = struct.Struct("!qqII")  # applied, chain, number of gap ranges, of state entries
 _GAP = struct.Struct("!qq")
 
 
@@ -89,29 +100,151 @@ def peer_port(core: int, base: int = PEER_BASE_PORT) -> int:
     return base + core
 
 
-class RecordLog:
-    """The last ``capacity`` records received, by sequence number.
+def log_path(prefix: str | Path, core: int) -> Path:
+    """Core ``core``'s ring file under ``prefix`` (``<prefix>.core<i>``)."""
+    return Path(f"{prefix}.core{core}")
 
-    Written by the packet loop, read by the log server's thread: each slot is one
-    ``(seq, record)`` tuple, stored and read in one step, so a reader never sees a record
-    with another packet's sequence number.
-    """
 
-    def __init__(self, capacity: int = DEFAULT_LOG_RECORDS):
-        if capacity < 1:
-            raise ValueError(f"the log must hold >= 1 record, got {capacity}")
+def create_logs(prefix: str | Path, n_cores: int, record_size: int,
+                capacity: int = DEFAULT_LOG_RECORDS) -> list[Path]:
+    """Make the ring files of ``n_cores`` cores (empty, horizon -1); their paths. The
+    caller removes them (:func:`remove_logs`) after the run."""
+    if capacity < 1:
+        raise ValueError(f"a log must hold >= 1 record, got {capacity}")
+    if not 0 < record_size <= h.MAX_RECORD_SIZE:
+        raise ValueError(f"record size must be in 1..{h.MAX_RECORD_SIZE}, got {record_size}")
+    paths: list[Path] = []
+    empty = _I64.pack(_INVALID) + bytes(record_size)
+    try:
+        for core in range(n_cores):
+            path = log_path(prefix, core)
+            paths.append(path)
+            with open(path, "wb") as f:
+                f.write(_HEADER.pack(_MAGIC, _VERSION, record_size, capacity).ljust(
+                    _HORIZON_OFFSET, b"\0"))
+                f.write(_I64.pack(-1).ljust(_HEADER_SIZE - _HORIZON_OFFSET, b"\0"))
+                f.write(empty * capacity)
+    except BaseException:
+        remove_logs(paths)  # nothing half made is left behind
+        raise
+    return paths
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Ascending ``seqs`` as inclusive ``[lo, hi]`` runs (a compact form for results)."""
+    runs: list[list[int]] = []
+    for seq in seqs:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1][1] = seq
+        else:
+            runs.append([seq, seq])
+    return runs
+
+
+def remove_logs(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+class _Ring:
+    """A ring file mapped into this process (the owner's or a reader's view)."""
+
+    def __init__(self, path: Path, record_size: int):
+        try:
+            self.fd = os.open(path, os.O_RDWR)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot open the record log {path}: "
+                                     f"{err.strerror}") from None
+        try:
+            self.mem = mmap.mmap(self.fd, 0)
+            magic, version, size, capacity = _HEADER.unpack_from(self.mem, 0)
+            if (magic, version, size) != (_MAGIC, _VERSION, record_size):
+                raise ValueError(f"{path} is not a record log of {record_size}-byte records")
+        except (OSError, ValueError, struct.error):
+            os.close(self.fd)
+            raise
+        self.path = path
         self.capacity = capacity
-        self._slots: list[tuple[int, bytes] | None] = [None] * capacity
-
-    def put(self, seq: int, record: bytes) -> None:
-        self._slots[seq % self.capacity] = (seq, record)
+        self.record_size = record_size
+        self.slot_size = _I64.size + record_size
 
     def get(self, seq: int) -> bytes | None:
-        entry = self._slots[seq % self.capacity]
-        return entry[1] if entry is not None and entry[0] == seq else None
+        """The record of ``seq``, if this ring holds it (read as a seqlock reader)."""
+        mem, offset = self.mem, _HEADER_SIZE + (seq % self.capacity) * self.slot_size
+        if _I64.unpack_from(mem, offset)[0] != seq:
+            return None
+        record = mem[offset + _I64.size:offset + self.slot_size]
+        return record if _I64.unpack_from(mem, offset)[0] == seq else None
+
+    def seqs(self) -> list[int]:
+        """Every sequence number this ring holds, in ascending order."""
+        mem, unpack = self.mem, _I64.unpack_from
+        held = (unpack(mem, _HEADER_SIZE + i * self.slot_size)[0] for i in range(self.capacity))
+        return sorted(s for s in held if s >= 0)
+
+    @property
+    def horizon(self) -> int:
+        return _I64.unpack_from(self.mem, _HORIZON_OFFSET)[0]
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.mem[_STOPPED_OFFSET])
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):
+            self.mem.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
-# --- the wire protocol (one request per connection) -----------------------------------
+class RecordLog(_Ring):
+    """This core's own ring: it writes records, its horizon and its stop mark, and holds the
+    file's lock while it lives."""
+
+    def __init__(self, path: Path, record_size: int):
+        super().__init__(path, record_size)
+        # A reader testing whether the previous owner died holds the lock for microseconds;
+        # a live owner holds it for good (two cores on one ring: a harness bug).
+        deadline = time.monotonic() + OWNER_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise OSError(f"the record log {path} belongs to a live core") from None
+                time.sleep(0.001)
+        self.mem[_STOPPED_OFFSET] = 0
+
+    def put(self, seq: int, record: bytes) -> None:
+        mem, offset = self.mem, _HEADER_SIZE + (seq % self.capacity) * self.slot_size
+        _I64.pack_into(mem, offset, _INVALID)  # a reader now sees no record here...
+        mem[offset + _I64.size:offset + self.slot_size] = record
+        _I64.pack_into(mem, offset, seq)  # ...until it is whole
+
+    def set_horizon(self, seq: int) -> None:
+        _I64.pack_into(self.mem, _HORIZON_OFFSET, seq)
+
+    def set_stopped(self) -> None:
+        self.mem[_STOPPED_OFFSET] = 1
+
+
+class PeerLog(_Ring):
+    """A peer's ring, read only."""
+
+    def alive(self) -> bool:
+        """Whether the ring's owner is alive: it holds the file's lock while it lives."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return False
+
+
+# --- snapshots (a replacement core's start), over a socket -------------------------------
 
 
 class PeerError(OSError):
@@ -129,48 +262,19 @@ def _ask(port: int, request: bytes, timeout: float = CONNECT_TIMEOUT_S) -> bytes
     return b"".join(chunks)
 
 
-def ask_records(port: int, lo: int, hi: int, record_size: int
-                ) -> tuple[int, bool, dict[int, bytes]]:
-    """``(horizon, stopped, {seq: record})``: what the peer on ``port`` logged of lo..hi."""
-    answer = _ask(port, b"L" + _RANGE.pack(lo, hi))
-    try:
-        horizon, stopped = _STATUS.unpack_from(answer)
-        (count,) = _COUNT.unpack_from(answer, _STATUS.size)
-    except struct.error:
-        raise PeerError(f"short answer from port {port}") from None
-    entry = _SEQ.size + record_size
-    start = _STATUS.size + _COUNT.size
-    if len(answer) != start + count * entry:
-        raise PeerError(f"answer from port {port} has {len(answer)} bytes, not {count} records")
-    records = {}
-    for offset in range(start, len(answer), entry):
-        (seq,) = _SEQ.unpack_from(answer, offset)
-        records[seq] = answer[offset + _SEQ.size:offset + entry]
-    return horizon, bool(stopped), records
-
-
-def ask_status(port: int) -> tuple[int, bool]:
-    """``(horizon, stopped)`` of the peer on ``port``."""
-    answer = _ask(port, b"H")
-    if len(answer) != _STATUS.size:
-        raise PeerError(f"short answer from port {port}")
-    horizon, stopped = _STATUS.unpack(answer)
-    return horizon, bool(stopped)
-
-
-def encode_snapshot(nf: NetworkFunction, state: dict, applied: int,
+def encode_snapshot(nf: NetworkFunction, state: dict, applied: int, chain: int,
                     gaps: list[tuple[int, int]]) -> bytes:
-    parts = [_SNAPSHOT.pack(applied, len(gaps), len(state))]
+    parts = [_SNAPSHOT.pack(applied, chain, len(gaps), len(state))]
     parts += [_GAP.pack(lo, hi) for lo, hi in gaps]
     parts += [nf.pack_key(k) + nf.pack_value(v) for k, v in state.items()]
     return b"".join(parts)
 
 
 def decode_snapshot(nf: NetworkFunction, data: bytes
-                    ) -> tuple[dict, int, list[tuple[int, int]]]:
-    """``(state, applied, gaps)`` of a snapshot; ValueError if ``data`` is not one."""
+                    ) -> tuple[dict, int, int, list[tuple[int, int]]]:
+    """``(state, applied, chain, gaps)`` of a snapshot; ValueError if ``data`` is not one."""
     try:
-        applied, n_gaps, n_items = _SNAPSHOT.unpack_from(data)
+        applied, chain, n_gaps, n_items = _SNAPSHOT.unpack_from(data)
     except struct.error:
         raise ValueError("truncated snapshot") from None
     key_size, value_size = nf.key_format.size, nf.value_format.size
@@ -182,29 +286,28 @@ def decode_snapshot(nf: NetworkFunction, data: bytes
     for start in range(offset, len(data), key_size + value_size):
         key = nf.unpack_key(data[start:start + key_size])
         state[key] = nf.unpack_value(data[start + key_size:start + key_size + value_size])
-    return state, applied, gaps
+    return state, applied, chain, gaps
 
 
-def ask_snapshot(port: int, nf: NetworkFunction) -> tuple[dict, int, list[tuple[int, int]]]:
+def ask_snapshot(port: int, nf: NetworkFunction
+                 ) -> tuple[dict, int, int, list[tuple[int, int]]]:
     try:
         return decode_snapshot(nf, _ask(port, b"S", timeout=5.0))
     except ValueError as err:
         raise PeerError(f"bad snapshot from port {port}: {err}") from None
 
 
-# --- the server --------------------------------------------------------------------------
-
-
-class PeerServer(threading.Thread):
-    """Serves one replica's log, status and snapshots on the loopback, one thread."""
+class SnapshotServer(threading.Thread):
+    """Serves one replica's snapshots on the loopback, one thread that sleeps in ``accept``
+    and costs the packet loop nothing until asked."""
 
     def __init__(self, replica: RecoveringReplica, port: int):
-        super().__init__(name=f"peer-server-{port}", daemon=True)
+        super().__init__(name=f"snapshot-server-{port}", daemon=True)
         self.replica = replica
         try:
-            self.listener = socket.create_server((PEER_HOST, port), backlog=64)
+            self.listener = socket.create_server((PEER_HOST, port), backlog=8)
         except OSError as err:
-            raise OSError(err.errno, f"cannot serve the log on {PEER_HOST}:{port}: "
+            raise OSError(err.errno, f"cannot serve snapshots on {PEER_HOST}:{port}: "
                                      f"{err.strerror}") from None
         self.served = 0
         self.errors = 0
@@ -218,32 +321,18 @@ class PeerServer(threading.Thread):
             with conn:
                 try:
                     conn.settimeout(CONNECT_TIMEOUT_S)
-                    conn.sendall(self.answer(_read_request(conn)))
+                    conn.sendall(self.answer(conn.recv(8)))
                     self.served += 1
                 except (OSError, ValueError):
                     self.errors += 1  # a peer gone mid-request, or garbage: not our problem
 
     def answer(self, request: bytes) -> bytes:
+        if request != b"S":
+            raise ValueError(f"bad request {request[:8]!r}")
         replica = self.replica
-        op = request[:1]
-        if op == b"H" and len(request) == 1:
-            return _STATUS.pack(replica.horizon, replica.stopped)
-        if op == b"L" and len(request) == 1 + _RANGE.size:
-            lo, hi = _RANGE.unpack_from(request, 1)
-            if not 0 <= hi - lo < replica.log.capacity:
-                raise ValueError(f"bad range {lo}..{hi} for a log of {replica.log.capacity}")
-            found = []
-            for seq in range(lo, hi + 1):
-                record = replica.log.get(seq)
-                if record is not None:
-                    found.append(_SEQ.pack(seq) + record)
-            return b"".join([_STATUS.pack(replica.horizon, replica.stopped),
-                             _COUNT.pack(len(found)), *found])
-        if op == b"S" and len(request) == 1:
-            with replica.lock:  # between two packets: state, applied and gaps agree
-                return encode_snapshot(replica.nf, replica.state, replica.applied,
-                                       list(replica.gaps))
-        raise ValueError(f"bad request {request[:8]!r}")
+        with replica.lock:  # between two packets: state, applied, chain and gaps agree
+            return encode_snapshot(replica.nf, replica.state, replica.applied, replica.chain,
+                                   list(replica.gaps))
 
     def close(self) -> None:
         # shutdown wakes the thread blocked in accept (close alone would not, and the port
@@ -254,35 +343,27 @@ class PeerServer(threading.Thread):
         self.join(1.0)
 
 
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while len(data) <= 1 + _RANGE.size:
-        chunk = conn.recv(64)
-        if not chunk:
-            return data
-        data += chunk
-    raise ValueError("request too long")
-
-
 # --- the replica -------------------------------------------------------------------------
 
 
 class RecoveringReplica(Replica):
-    """An SCR replica that logs its records and fetches missing ones from its peers."""
+    """An SCR replica that logs its records and fetches missing ones from its peers' logs."""
 
-    def __init__(self, nf: NetworkFunction, core: int, n_cores: int,
-                 log_records: int = DEFAULT_LOG_RECORDS, base_port: int = PEER_BASE_PORT,
-                 fetch_timeout_s: float = FETCH_TIMEOUT_S):
+    def __init__(self, nf: NetworkFunction, core: int, n_cores: int, log_prefix: str | Path,
+                 base_port: int = PEER_BASE_PORT, fetch_timeout_s: float = FETCH_TIMEOUT_S):
         super().__init__(nf, core, n_cores)
-        self.log = RecordLog(log_records)
+        self.log = RecordLog(log_path(log_prefix, core), nf.record_size)
+        self.peer_logs = {c: PeerLog(log_path(log_prefix, c), nf.record_size)
+                          for c in range(n_cores) if c != core}
         self.horizon = -1  # the highest sequence number received (frames, not fetches)
+        self.log.set_horizon(-1)
         self.lock = threading.Lock()
         self.base_port = base_port
-        self.peers = [c for c in range(n_cores) if c != core]
-        self.refused: Counter[int] = Counter()  # per peer: fetches it could not serve
+        self.peers = sorted(self.peer_logs)
         self.fetch_timeout_s = fetch_timeout_s
         self.fetch_s = 0.0  # wall time spent waiting for peers
-        self.server: PeerServer | None = None
+        self.fetch_us = array("d")  # every fetch's wall time, for its percentiles
+        self.server: SnapshotServer | None = None
         self.joined_at = 0  # a replacement core starts from a snapshot: updates before it
 
     @property
@@ -290,32 +371,40 @@ class RecoveringReplica(Replica):
         return super().fast_forwarded - self.joined_at
 
     def serve(self) -> None:
-        """Start serving this core's log (call before taking traffic)."""
+        """Start serving snapshots (call before taking traffic)."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self.server = PeerServer(self, peer_port(self.core, self.base_port))
+        self.server = SnapshotServer(self, peer_port(self.core, self.base_port))
         self.server.start()
 
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for ring in (self.log, *self.peer_logs.values()):
+            ring.close()
 
     def handle(self, frame: bytes) -> bytes | None:
         with self.lock:
             return super().handle(frame)
 
+    def _raise_horizon(self, seq: int) -> None:
+        if seq > self.horizon:
+            self.horizon = seq
+            self.log.set_horizon(seq)
+
     def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
         # Log the frame's records and raise the horizon first: a peer may be waiting for
         # them while this core waits for its own missing records.
         size, put = self._record_size, self.log.put
-        for i, offset in enumerate(range(h.PAYLOAD_OFFSET, h.PAYLOAD_OFFSET + (seq - first)
-                                         * size, size)):
-            put(first + i, frame[offset:offset + size])
-        self.horizon = max(self.horizon, seq)
+        offset = h.PAYLOAD_OFFSET
+        for record_seq in range(first, seq):
+            put(record_seq, frame[offset:offset + size])
+            offset += size
+        self._raise_horizon(seq)
         super()._fast_forward(frame, first, seq)
 
-    def _process(self, pkt, ts: int) -> int:
-        self.log.put(self.horizon, self.nf.pack_record(pkt, ts))
-        return super()._process(pkt, ts)
+    def _process(self, pkt, ts: int, seq: int) -> int:
+        self.log.put(seq, self.nf.pack_record(pkt, ts))
+        return super()._process(pkt, ts, seq)
 
     def note_gap(self, first: int) -> None:
         """Records ``applied+1 .. first-1`` did not come with the frame: fetch them from
@@ -325,7 +414,7 @@ class RecoveringReplica(Replica):
             return
         found = self.fetch(lo, hi)
         self.stats["recovered"] += len(found)
-        update, unpack, state, put = self.nf.update, self._unpack_record, self.state, self.log.put
+        unpack, put = self._unpack_record, self.log.put
         missing_from = None
         for seq in range(lo, hi + 2):
             record = found.get(seq) if seq <= hi else None
@@ -339,77 +428,60 @@ class RecoveringReplica(Replica):
                 self.stats["lost_everywhere"] += seq - missing_from
                 missing_from = None
             if seq <= hi:
-                update(state, unpack(record))
+                self.apply_record(seq, unpack(record))
                 put(seq, record)
         self.applied = hi
 
     def fetch(self, lo: int, hi: int) -> dict[int, bytes]:
-        """The records of ``lo .. hi`` that any live peer logged (see the module's doc)."""
+        """The records of ``lo .. hi`` that any peer logged (see the module's doc)."""
         started = time.monotonic()
         deadline = started + self.fetch_timeout_s
         self.stats["fetches"] += 1
         found: dict[int, bytes] = {}
-        # Every fetch asks every peer: one that refused before may be a replacement by now.
-        pending = list(self.peers)
+        wanted = list(range(lo, hi + 1))
         # The core after this one in the round robin received the lost packet's successor,
-        # whose history holds most of what is missing: ask it first.
-        pending.sort(key=lambda p: (p - self.core) % self.n_cores)
+        # whose history holds most of what is missing: read its ring first.
+        pending = sorted(self.peers, key=lambda p: (p - self.core) % self.n_cores)
         poll = POLL_S
-        while pending:
+        while True:
             for peer in list(pending):
-                wanted = [s for s in range(lo, hi + 1) if s not in found]
-                if not wanted:
-                    pending = []
-                    break
-                try:
-                    horizon, stopped, records = ask_records(
-                        peer_port(peer, self.base_port), wanted[0], wanted[-1],
-                        self._record_size)
-                except ConnectionRefusedError:
-                    self.refused[peer] += 1  # nobody serves there: dead, not replaced yet
+                ring = self.peer_logs[peer]
+                # Status first, then records: a peer logs a frame's records before it
+                # raises its horizon, so records read after a final status are all it has.
+                final = not ring.alive() or ring.stopped or ring.horizon >= hi
+                for seq in wanted:
+                    record = ring.get(seq)
+                    if record is not None:
+                        found[seq] = record
+                wanted = [s for s in wanted if s not in found]
+                if final:
                     pending.remove(peer)
-                    continue
-                except OSError:
-                    self.stats["peer_errors"] += 1  # slow or cut short: ask again later
-                    continue
-                found.update(records)
-                if horizon >= hi or stopped:
-                    pending.remove(peer)  # it has all of the range it will ever have
-            if not pending or len(found) == hi - lo + 1:
+                if not wanted:
+                    break
+            if not wanted or not pending:
                 break
             if time.monotonic() > deadline:
                 self.stats["fetch_timeouts"] += 1
                 break
-            # Back off: a peer that is behind is busy, and asking it again costs it CPU.
-            time.sleep(poll)
+            time.sleep(poll)  # a peer that is behind is busy: let it run
             poll = min(2 * poll, MAX_POLL_S)
-        self.fetch_s += time.monotonic() - started
+        took = time.monotonic() - started
+        self.fetch_s += took
+        if len(self.fetch_us) < MAX_FETCH_SAMPLES:
+            self.fetch_us.append(took * 1e6)
         return found
 
     def finish(self) -> None:
-        """After STOP: serve the log until every live peer has stopped too (or a timeout),
-        since a peer still fast-forwarding may need records only this core has."""
-        deadline = time.monotonic() + LINGER_TIMEOUT_S
-        pending = list(self.peers)
-        while pending and time.monotonic() < deadline:
-            for peer in list(pending):
-                try:
-                    _horizon, stopped = ask_status(peer_port(peer, self.base_port))
-                except OSError:
-                    stopped = True  # gone: nothing to wait for
-                if stopped:
-                    pending.remove(peer)
-            if pending:
-                time.sleep(0.01)
+        """After STOP: mark the ring final, so that no peer waits for this core."""
+        self.log.set_stopped()
 
     def results(self) -> dict:
         results = super().results()
         results["recovery"] = {
             "horizon": self.horizon,
             "fetch_s": round(self.fetch_s, 4),
-            "refused_by": {str(p): n for p, n in sorted(self.refused.items())},
-            "served": self.server.served if self.server else 0,
-            "serve_errors": self.server.errors if self.server else 0,
+            "fetch_us": [round(t, 1) for t in self.fetch_us],
+            "snapshots_served": self.server.served if self.server else 0,
             "log_records": self.log.capacity,
             "joined_at": self.joined_at,
         }
@@ -418,15 +490,18 @@ class RecoveringReplica(Replica):
 
 def join(replica: RecoveringReplica, timeout_s: float = 10.0) -> int:
     """Start ``replica`` (a replacement core) from a live peer's snapshot: its state, the
-    sequence number it is at and the records it lacks. Returns the donor's core id."""
+    sequence number it is at, its transition chain and the records it lacks. Returns the
+    donor's core id."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for peer in replica.peers:
             with contextlib.suppress(OSError):
-                state, applied, gaps = ask_snapshot(peer_port(peer, replica.base_port),
-                                                    replica.nf)
+                state, applied, chain, gaps = ask_snapshot(
+                    peer_port(peer, replica.base_port), replica.nf)
                 replica.state.update(state)
-                replica.applied = replica.horizon = applied
+                replica.applied = applied
+                replica._raise_horizon(applied)
+                replica.chain = chain
                 replica.gaps.extend(tuple(g) for g in gaps)
                 replica.joined_at = applied + 1
                 return peer

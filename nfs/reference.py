@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from nfs.base import NetworkFunction
+from nfs.base import CHAIN_START, NetworkFunction, chain_step
 from nfs.packet import Packet
 
 
@@ -56,10 +56,13 @@ class Equivalence:
     packets_checked: int = 0
     verdict_mismatches: list[tuple[int, int, int, int]] = field(default_factory=list)
     diverged_replicas: list[int | str] = field(default_factory=list)
+    #: (seq, core, chain, expected): a replica's transition chain at its own packet differs
+    chain_mismatches: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def equivalent(self) -> bool:
-        return not self.verdict_mismatches and not self.diverged_replicas
+        return not (self.verdict_mismatches or self.diverged_replicas
+                    or self.chain_mismatches)
 
     def summary(self) -> dict:
         return {
@@ -71,6 +74,7 @@ class Equivalence:
                 for s, c, v, r in self.verdict_mismatches[:10]
             ],
             "diverged_replicas": self.diverged_replicas,
+            "chain_mismatches": len(self.chain_mismatches),
         }
 
 
@@ -110,13 +114,42 @@ class StateView:
     """A state a run ended with, and which sequenced packets' updates it should hold.
 
     ``applied`` is the last sequence number it covers; ``skip`` the sequence numbers it
-    legitimately lacks (updates that never reached it: lost packets, history gaps).
+    legitimately lacks (updates that never reached it: lost packets, history gaps);
+    ``chain`` its transition chain at ``applied`` (SCR replicas; None: not checked).
     """
 
     name: str
     state: object  # canonical JSON form
     applied: int
     skip: frozenset[int] = frozenset()
+    chain: int | None = None
+
+
+@dataclass
+class _Run:
+    """One sequential run, skipping some sequence numbers: what the checks compare with."""
+
+    verdicts: dict[int, int]
+    chains: dict[int, int]  # seq -> transition chain after it (skipped ones included)
+    snapshots: dict[int, object]
+
+
+def _sequential(nf: NetworkFunction, packets: dict[int, tuple[Packet, int]],
+                skip: frozenset[int], wanted: set[int]) -> _Run:
+    state = nf.new_state()
+    run = _Run({}, {}, {-1: nf.state_to_json(state)} if -1 in wanted else {})
+    chain = CHAIN_START
+    run.chains[-1] = chain
+    for seq in sorted(packets):
+        if seq not in skip:
+            pkt, ts = packets[seq]
+            verdict, key, new = nf.process_traced(state, pkt, ts)
+            run.verdicts[seq] = verdict
+            chain = chain_step(chain, seq, key, new)
+        run.chains[seq] = chain
+        if seq in wanted:
+            run.snapshots[seq] = nf.state_to_json(state)
+    return run
 
 
 def check_views(
@@ -125,40 +158,41 @@ def check_views(
     verdict_log: Iterable[tuple[int, int, int]],
     views: list[StateView],
     view_of_core: dict[int, int],
+    chain_log: Iterable[tuple[int, int, int]] = (),
 ) -> Equivalence:
-    """Check every view and every verdict against sequential processing.
+    """Check every view, every verdict and every logged chain against sequential processing.
 
     For each view, the reference is the NF run sequentially, in sequence order, over the
     sequenced ``packets`` (``seq -> (packet, timestamp)``) minus the view's ``skip`` set; the
-    view must equal the reference's state after ``applied``. A verdict logged by core ``c``
-    for packet ``seq`` must equal that reference's verdict for ``seq``, taking the
-    reference of view ``view_of_core[c]``. With no loss every skip set is empty and this is
-    the strict check: equal to one core processing every packet.
+    view must equal the reference's state after ``applied`` (and its chain the reference's
+    chain there, when it has one). A verdict logged by core ``c`` for packet ``seq`` must
+    equal that reference's verdict for ``seq``, taking the reference of view
+    ``view_of_core[c]``; so must a transition chain ``(seq, core, chain)`` a replica logged at
+    its own packet. With every skip set empty this is the strict check: equal to one core
+    processing every packet.
     """
-    runs: dict[frozenset[int], tuple[dict[int, int], dict[int, object]]] = {}
-    for skip in {v.skip for v in views}:
-        wanted = {v.applied for v in views if v.skip == skip}
-        state = nf.new_state()
-        verdicts: dict[int, int] = {}
-        snapshots = {-1: nf.state_to_json(state)} if -1 in wanted else {}
-        for seq in sorted(packets):
-            if seq not in skip:
-                pkt, ts = packets[seq]
-                verdicts[seq] = nf.process(state, pkt, ts)
-            if seq in wanted:
-                snapshots[seq] = nf.state_to_json(state)
-        runs[skip] = (verdicts, snapshots)
+    runs = {skip: _sequential(nf, packets, skip, {v.applied for v in views if v.skip == skip})
+            for skip in {v.skip for v in views}}
+
+    def reference(core: int) -> _Run | None:
+        return runs[views[view_of_core[core]].skip] if core in view_of_core else None
 
     result = Equivalence()
     for seq, core, verdict in verdict_log:
         result.packets_checked += 1
-        view = views[view_of_core[core]] if core in view_of_core else None
-        expected = runs[view.skip][0].get(seq) if view is not None else None
+        run = reference(core)
+        expected = run.verdicts.get(seq) if run is not None else None
         if verdict != expected:
             result.verdict_mismatches.append((seq, core, verdict, expected))
+    for seq, core, chain in chain_log:
+        run = reference(core)
+        expected = run.chains.get(seq) if run is not None else None
+        if chain != expected:
+            result.chain_mismatches.append((seq, core, chain, expected))
     result.diverged_replicas = [
         v.name for v in views
-        if runs[v.skip][1].get(v.applied, _MISSING) != v.state
+        if runs[v.skip].snapshots.get(v.applied, _MISSING) != v.state
+        or (v.chain is not None and runs[v.skip].chains.get(v.applied) != v.chain)
     ]
     return result
 

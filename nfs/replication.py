@@ -207,11 +207,11 @@ class PrimaryReplica(Replica):
         self.stats["replicated"] += 1
         return out
 
-    def _process(self, pkt, ts: int) -> int:
+    def _process(self, pkt, ts: int, seq: int) -> int:
         # Keep the packet's history record for the log (a single core's frames carry
         # none), from the packet ``handle`` already parsed.
         self._record = self.nf.pack_record(pkt, ts)
-        return super()._process(pkt, ts)
+        return super()._process(pkt, ts, seq)
 
     def _end(self) -> None:
         try:
@@ -257,7 +257,7 @@ class BackupReplica(Replica):
             self.stats["log_refused"] += 1
             return False
         self.note_gap(seq)  # the primary never got the packets before it either
-        self.nf.update(self.state, self._unpack_record(record))
+        self.apply_record(seq, self._unpack_record(record))
         self.applied = seq
         self.stats["log_applied"] += 1
         return True

@@ -40,9 +40,10 @@ Results (in ``--out``): ``core<i>.json`` (counters, final state or shard, last a
 sequence number, missing ranges, socket drops, first/last packet time) and
 ``core<i>_log.csv`` (``seq,trace_id,verdict`` per packet processed).
 
-With ``--recovery`` an ``scr`` core logs its records and fetches the ones it lost from its
-peers; with ``--join`` it is a replacement core that starts from a peer's snapshot; with
-``--health-ms`` it sends heartbeats to the controller (see :mod:`nfs.recovery`).
+With ``--recovery PREFIX`` an ``scr`` core logs its records in a shared-memory ring and
+fetches the ones it lost from its peers' rings; with ``--join`` it is a replacement core
+that starts from a peer's snapshot; with ``--health-ms`` it sends heartbeats to the
+controller (see :mod:`nfs.recovery`).
 
 With ``--replicate-to`` or ``--backup-listen`` a ``single`` core is the primary or the backup
 of a primary-backup pair, kept equal by access-order replay (see :mod:`nfs.replication`).
@@ -61,7 +62,7 @@ from collections import Counter
 from pathlib import Path
 
 from nfs import NF_CLASSES, make_nf
-from nfs.base import PASS, NetworkFunction, spin
+from nfs.base import CHAIN_START, PASS, NetworkFunction, chain_step, spin
 from nfs.packet import parse
 from nfs.shared_state import TableFull
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES
@@ -97,6 +98,7 @@ class Core:
         self.log_seq = array("q")
         self.log_trace = array("q")
         self.log_verdict = array("b")
+        self.log_chain = array("q")  # replicas: the transition chain at each own packet
         self.first_ns = self.last_ns = 0
         self.stopped = False
         self.rx_dropped = 0
@@ -143,23 +145,32 @@ class Core:
         }
 
     def write_results(self, out_dir: Path) -> None:
+        chains = self.log_chain or [0] * len(self.log_seq)  # 0: no replica, no chain
         with open(out_dir / f"{self.name}_log.csv", "w") as f:
-            f.write("seq,trace_id,verdict\n")
+            f.write("seq,trace_id,verdict,chain\n")
             f.writelines(
-                f"{s},{t},{v}\n"
-                for s, t, v in zip(self.log_seq, self.log_trace, self.log_verdict, strict=True)
+                f"{s},{t},{v},{c}\n"
+                for s, t, v, c in zip(self.log_seq, self.log_trace, self.log_verdict, chains,
+                                      strict=True)
             )
         write_json(out_dir / f"{self.name}.json", self.results())
 
 
 class Replica(Core):
-    """An SCR core: a private state replica, fast-forwarded over the history."""
+    """An SCR core: a private state replica, fast-forwarded over the history.
+
+    Besides its state it keeps the **transition chain** (``nfs.base.chain_step``) of every
+    record it applied, and logs the chain's value at each of its own packets: the oracle
+    compares those with the sequential run's, which shows a record skipped, repeated or
+    reordered even where the final state cannot (a flow later deleted by its FIN).
+    """
 
     strategy = "scr"
 
     def __init__(self, nf: NetworkFunction, core: int, n_cores: int):
         super().__init__(nf, core, n_cores)
         self.state = nf.new_state()
+        self.chain = CHAIN_START
         self.gaps: list[tuple[int, int]] = []  # inclusive ranges of updates never received
         self._unpack_record = nf.record_format.unpack_from
         self._record_size = nf.record_size
@@ -171,6 +182,7 @@ class Replica(Core):
                 raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
             if hdr.count and hdr.record_size != self._record_size:
                 raise h.MalformedFrame("bad_header", f"record size {hdr.record_size}")
+            h.check_history(hdr)
             inner = h.PAYLOAD_OFFSET + hdr.count * hdr.record_size
             stop = hdr.flags & h.FLAG_STOP
             pkt = None if stop else parse(frame, inner)
@@ -187,13 +199,24 @@ class Replica(Core):
         if stop:
             self.stopped = True
             return None
-        verdict = self._process(pkt, hdr.timestamp_ns)
+        verdict = self._process(pkt, hdr.timestamp_ns, seq)
         self.applied = seq
         return self._done(seq, pkt.trace_id, verdict, frame[inner:])
 
-    def _process(self, pkt, ts: int) -> int:
+    def _process(self, pkt, ts: int, seq: int) -> int:
         """Run the NF on this core's own packet (a subclass may also keep what it needs)."""
-        return self.nf.process(self.state, pkt, ts)
+        verdict, key, new = self.nf.process_traced(self.state, pkt, ts)
+        self.chain = chain_step(self.chain, seq, key, new)
+        return verdict
+
+    def _done(self, seq: int, trace_id: int, verdict: int, out: bytes) -> bytes | None:
+        self.log_chain.append(self.chain)
+        return super()._done(seq, trace_id, verdict, out)
+
+    def apply_record(self, seq: int, fields: tuple) -> None:
+        """Apply the history record of packet ``seq`` (a fast-forward step)."""
+        key, new = self.nf.update(self.state, fields)
+        self.chain = chain_step(self.chain, seq, key, new)
 
     def note_gap(self, first: int) -> None:
         """Updates ``applied+1 .. first-1`` will never come: count and log the range."""
@@ -203,14 +226,15 @@ class Replica(Core):
                 self.gaps.append((self.applied + 1, first - 1))
 
     def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
-        """Apply the records of ``first .. seq-1`` not yet applied; note missing ones."""
+        """Apply the records of ``first .. seq-1`` not yet applied, oldest first; note
+        missing ones."""
         self.note_gap(first)
-        update, unpack, state = self.nf.update, self._unpack_record, self.state
-        size = self._record_size
+        apply, unpack, size = self.apply_record, self._unpack_record, self._record_size
         start = max(first, self.applied + 1)  # records before it are in the state already
-        for offset in range(h.PAYLOAD_OFFSET + (start - first) * size,
-                            h.PAYLOAD_OFFSET + (seq - first) * size, size):
-            update(state, unpack(frame, offset))
+        offset = h.PAYLOAD_OFFSET + (start - first) * size
+        for record_seq in range(start, seq):
+            apply(record_seq, unpack(frame, offset))
+            offset += size
         self.applied = max(self.applied, seq - 1)
 
     @property
@@ -226,6 +250,7 @@ class Replica(Core):
         results = super().results()
         results["stats"]["fast_forwarded"] = self.fast_forwarded
         results["gaps"] = self.gaps
+        results["chain"] = self.chain
         return results
 
 
@@ -364,11 +389,12 @@ def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
 def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
               table_path: Path | None = None, transfer_work: int = 0,
               store: str | None = None, inflight: int = 32, store_delay_s: float = 0.0,
-              recovery: bool = False, log_records: int = 0) -> Core:
+              log_prefix: Path | None = None) -> Core:
     """The core object of ``strategy``; ValueError for a bad combination.
 
-    ``recovery`` (scr) makes the replica log its records and fetch lost ones from its
-    peers (:mod:`nfs.recovery`; ``log_records`` is the log's size, 0 for the default)."""
+    ``log_prefix`` (scr) turns loss recovery on: the replica logs its records in its ring
+    ``<log_prefix>.core<i>`` and fetches lost ones from its peers' rings
+    (:mod:`nfs.recovery`; the trial makes the ring files)."""
     if strategy in STORE_STRATEGIES:
         if store is None:
             raise ValueError(f"the {strategy} strategy needs --store (the store's address)")
@@ -381,12 +407,12 @@ def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
     if strategy in ("scr", "single"):
         if strategy == "single" and n_cores != 1:
             raise ValueError("the single strategy runs on exactly one core")
-        if recovery:
-            from nfs.recovery import DEFAULT_LOG_RECORDS, RecoveringReplica
+        if log_prefix is not None:
+            from nfs.recovery import RecoveringReplica
 
-            return RecoveringReplica(nf, core, n_cores, log_records or DEFAULT_LOG_RECORDS)
+            return RecoveringReplica(nf, core, n_cores, log_prefix)
         return Replica(nf, core, n_cores)
-    if recovery:
+    if log_prefix is not None:
         raise ValueError("loss recovery (--recovery) is for the scr strategy")
     if strategy == "shard":
         return ShardCore(nf, core, n_cores)
@@ -425,10 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="primary-backup: be the backup, taking the primary's log there")
     parser.add_argument("--heartbeat-ms", type=float, default=20.0,
                         help="primary-backup: send a heartbeat frame this often (0: none)")
-    parser.add_argument("--recovery", action="store_true",
-                        help="scr: log records, fetch lost ones from the peers' logs")
-    parser.add_argument("--log-records", type=int, default=0,
-                        help="scr --recovery: records each core's log holds (0: default)")
+    parser.add_argument("--recovery", metavar="PREFIX", type=Path,
+                        help="scr: log records in the ring <PREFIX>.core<i> (shared memory, "
+                             "made by the trial) and fetch lost ones from the peers' rings")
     parser.add_argument("--join", action="store_true",
                         help="scr --recovery: a replacement core, starting from a peer's "
                              "snapshot")
@@ -448,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rcvbuf must be >= 4096 bytes")
     if args.inflight < 1 or not 0 <= args.store_delay_us <= 10_000_000:
         parser.error("--inflight must be >= 1 and --store-delay-us in 0..10000000")
-    if args.log_records < 0 or not 0 <= args.health_ms <= 60_000:
-        parser.error("--log-records must be >= 0 and --health-ms in 0..60000")
+    if not 0 <= args.health_ms <= 60_000:
+        parser.error("--health-ms must be in 0..60000")
     if args.join and not args.recovery:
         parser.error("--join needs --recovery (a joining core fetches from its peers)")
     try:
@@ -463,12 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         nf = make_nf(args.nf, **params)
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
                          args.transfer_work, args.store, args.inflight,
-                         args.store_delay_us / 1e6, args.recovery, args.log_records)
+                         args.store_delay_us / 1e6, args.recovery)
         check_places(args.out, args.iface)  # after the values: a bad value says so first
         if args.recovery:
             from nfs.recovery import join
 
-            core.serve()  # peers may ask for records as soon as traffic flows
+            core.serve()  # a replacement may ask for a snapshot at any time
             if args.join:
                 join(core)
         if args.health_ms:

@@ -9,10 +9,19 @@ Every frame the sequencer emits towards a core is::
   per slot: OVS has no per-packet round-robin of its own.
 * The SCR header (20 bytes, network byte order) holds the sequence number the sequencer gave
   this packet, the sequencer's timestamp (the only clock NFs may read, so every replica
-  computes the same thing), the number of history records and their size.
+  computes the same thing), the number of history records and their size, the number of
+  cores ``n_cores`` and the number of cores the sequencer sprays over right now (``spray``:
+  fewer than ``n_cores`` while a dead core is sprayed around).
 * History records are the state-relevant fields of the packets with sequence numbers
   ``seq - count .. seq - 1``, oldest first. Their layout belongs to the NF (``nfs``); here they
-  are opaque fixed-size byte strings.
+  are opaque fixed-size byte strings (at most 255 bytes each).
+* **The history rule.** A frame to core ``c`` carries every record since the previous frame
+  the sequencer sent to ``c``, and never fewer than ``spray - 1`` (nor more than
+  ``n_cores - 1``, nor more than exist): ``count = min(seq, n_cores - 1, max(spray - 1,
+  seq - previous - 1))``. In a steady round robin that is ``spray - 1``; when the spray
+  changes, a core's history stays continuous, so a healthy core never sees a gap.
+  :func:`expected_count` is the rule; :func:`check_history` is what a core can check
+  without knowing the previous frame: ``count >= min(spray - 1, seq)``.
 
 A frame with the STOP flag carries no original frame: it marks the end of a run. Its
 history brings every replica up to the last sequence number, so all replicas end equal.
@@ -47,7 +56,7 @@ ETH_P_SCR = 0x88B5  # IEEE 802 "local experimental ethertype 1"
 ETH_P_IP = 0x0800
 ETH_P_SPRAY = 0x88B6  # IEEE 802 "local experimental ethertype 2": the controller's commands
 SCR_MAGIC = 0x5C
-SCR_VERSION = 1
+SCR_VERSION = 2  # 2: the record size is one byte and the header carries the spray's size
 
 FLAG_STOP = 0x01  # end of run: fast-forward the history, write results, exit
 
@@ -58,8 +67,10 @@ _SLOT_MAC_PREFIX = "02:53:43:52:00:"
 MAX_CORES = 255  # the header's number-of-cores field is one byte
 
 ETH_HEADER = struct.Struct("!6s6sH")
-#: magic, version, flags, count, record size, slot, number of cores, seq, timestamp (ns)
-SCR_HEADER = struct.Struct("!BBBBHBBIQ")
+#: magic, version, flags, count, record size, slot, number of cores, cores sprayed over,
+#: seq, timestamp (ns)
+SCR_HEADER = struct.Struct("!BBBBBBBBIQ")
+MAX_RECORD_SIZE = 255
 SCR_OFFSET = ETH_HEADER.size
 PAYLOAD_OFFSET = ETH_HEADER.size + SCR_HEADER.size  # first history record
 
@@ -93,6 +104,7 @@ class ScrHeader(NamedTuple):
     record_size: int
     slot: int
     n_cores: int
+    spray: int  # cores sprayed over (the history's length is at least spray - 1)
     seq: int
     timestamp_ns: int
 
@@ -124,6 +136,7 @@ def pack_header(header: ScrHeader) -> bytes:
         header.record_size,
         header.slot,
         header.n_cores,
+        header.spray,
         header.seq,
         header.timestamp_ns,
     )
@@ -149,16 +162,30 @@ def unpack_header(frame: bytes) -> ScrHeader:
     ethertype = int.from_bytes(frame[12:14], "big")
     if ethertype != ETH_P_SCR:
         raise MalformedFrame("ethertype", hex(ethertype))
-    magic, version, flags, count, rec_size, slot, n_cores, seq, ts = SCR_HEADER.unpack_from(
-        frame, SCR_OFFSET
-    )
+    magic, version, flags, count, rec_size, slot, n_cores, spray, seq, ts = (
+        SCR_HEADER.unpack_from(frame, SCR_OFFSET))
     if magic != SCR_MAGIC or version != SCR_VERSION:
         raise MalformedFrame("bad_header", f"magic {magic:#x} version {version}")
-    if n_cores == 0 or slot >= n_cores or count >= n_cores:
-        raise MalformedFrame("bad_header", f"slot {slot} count {count} cores {n_cores}")
+    if n_cores == 0 or slot >= n_cores or count >= n_cores or not 1 <= spray <= n_cores:
+        raise MalformedFrame("bad_header",
+                             f"slot {slot} count {count} cores {n_cores} spray {spray}")
     if PAYLOAD_OFFSET + count * rec_size > len(frame):
         raise MalformedFrame("truncated", f"{count} records of {rec_size} B do not fit")
-    return ScrHeader(flags, count, rec_size, slot, n_cores, seq, ts)
+    return ScrHeader(flags, count, rec_size, slot, n_cores, spray, seq, ts)
+
+
+def expected_count(seq: int, previous: int, spray: int, n_cores: int) -> int:
+    """The history length of frame ``seq`` to a core whose previous frame was ``previous``
+    (-1: none yet), while the sequencer sprays over ``spray`` of ``n_cores`` cores."""
+    return min(seq, n_cores - 1, max(spray - 1, seq - previous - 1))
+
+
+def check_history(header: ScrHeader) -> None:
+    """MalformedFrame (``short_history``) if ``header`` carries fewer records than its spray
+    demands: a record the sequencer withheld would otherwise pass for a lost packet."""
+    if header.count < min(header.spray - 1, header.seq):
+        raise MalformedFrame("short_history", f"{header.count} records for a spray of "
+                                              f"{header.spray} at seq {header.seq}")
 
 
 def decode(frame: bytes) -> tuple[ScrHeader, list[bytes], bytes]:

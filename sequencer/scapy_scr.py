@@ -16,7 +16,6 @@ from scapy.fields import (
     FlagsField,
     IntField,
     LongField,
-    ShortField,
     StrLenField,
     XByteField,
 )
@@ -35,9 +34,10 @@ class SCR(Packet):
         ByteField("version", SCR_VERSION),
         FlagsField("flags", 0, 8, ["STOP"]),
         FieldLenField("count", None, count_of="history", fmt="B"),
-        ShortField("record_size", 0),
+        ByteField("record_size", 0),
         ByteField("slot", 0),
         ByteField("n_cores", 1),
+        ByteField("spray", 1),
         IntField("seq", 0),
         LongField("timestamp_ns", 0),
         FieldListField(

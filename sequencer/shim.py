@@ -5,16 +5,18 @@ port), and for each one:
 
 1. parses it and packs the NF's history record (``nf.pack_record``);
 2. gives it the next sequence number and the sequencer's timestamp;
-3. emits ``| dummy Ethernet (slot = seq mod N) | SCR header | last N-1 records | packet |``
+3. emits ``| dummy Ethernet (slot = seq mod N) | SCR header | history records | packet |``
    on the egress port, where the controller's one-rule-per-slot table sends it to core
-   ``seq mod N``: exact round-robin;
+   ``seq mod N``: exact round-robin. The history holds every record since the previous
+   frame sent to that core, N-1 in a steady round robin (``header.expected_count``);
 4. appends its record to the ring of the last N-1 records.
 
 The cores sprayed over are all N at first. The controller may change them with a spray
 command (``header.spray_frame``, sent by packet-out into the shim's ingress port) when a
 core dies or comes back: from the next packet on, the shim sprays round-robin over the
-cores named and the history holds one record fewer than their number (``reconfigs`` in
-``shim.json`` says at which sequence number each command took effect).
+cores named, going on from where the round robin was, so every core's history stays
+continuous (``reconfigs`` in ``shim.json`` says at which sequence number each command took
+effect).
 
 ``--loss P --loss-seed S`` injects loss at this dispatch stage: a seeded draw drops
 a fraction P of the packets after they were stamped and their records entered the history,
@@ -25,9 +27,20 @@ sequence number. An SCR frame with the STOP flag arriving at ingress (the genera
 end-of-trace marker) makes the shim send one STOP frame to every core, carrying the last
 N-1 records, so each replica fast-forwards to the final sequence number before it exits.
 
-On exit it writes ``shim.json`` (counters) and ``sequenced.csv`` (``seq,trace_id,ts_ns``:
-which trace packet got which sequence number and timestamp), from which the correctness
-oracle replays the exact order.
+On exit it writes the **ground truth** every run is checked against:
+
+* ``sequenced.pcap``: every frame it sequenced, as it arrived, in sequence order, each
+  stamped with the sequencer's timestamp (a nanosecond pcap: open it in Wireshark). The
+  oracle replays these frames, so it never needs to know which trace packet was which;
+* ``sequenced.csv`` (``seq,trace_id,ts_ns,core,history,fate``): per packet, the trace id
+  its payload carries (the testbed's own traces number their packets there; any other
+  capture has garbage there, used only to map results back), the core it was sprayed to,
+  the history records its frame carried, and its fate (``FATES``: sent, dropped by the
+  injected loss, refused by the kernel on send);
+* ``shim.json``: counters, the spray commands applied, every STOP frame sent.
+
+``--withhold SEQ ...`` is fault injection for testing the oracle: those frames leave with
+their oldest history record withheld, a sequencer bug the checks must catch.
 
 Every strategy's packets go through the shim, so that all strategies pay the same
 infrastructure cost and all get the sequencer's order and clock (``--strategy``):
@@ -52,6 +65,8 @@ import sys
 import time
 from array import array
 from collections import Counter, deque
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 
 from nfs import NF_CLASSES, make_nf
@@ -67,38 +82,63 @@ from sequencer.dataplane import (
     open_socket,
     run_until_stopped,
     write_json,
+    write_pcap_ns,
 )
 
 MALFORMED_SAMPLES = 5
+SEQUENCED_PCAP = "sequenced.pcap"
+SEQUENCED_CSV = "sequenced.csv"
 STRATEGIES = ("scr", "lock", "shard", "single")
+#: What became of each sequenced packet (``sequenced.csv``'s ``fate``).
+FATE_SENT, FATE_INJECTED, FATE_TX_ERROR = 0, 1, 2
+FATES = {FATE_SENT: "sent", FATE_INJECTED: "injected", FATE_TX_ERROR: "tx_error"}
 
 
 class Sequencer:
-    """The shim's logic without sockets: frames in, SCR frames out (unit-testable)."""
+    """The shim's logic without sockets: frames in, SCR frames out (unit-testable).
+
+    It also keeps the ground truth the oracle checks every run against: every frame it
+    sequenced (``frames``, the original bytes), its timestamp, the core it was sprayed to,
+    the number of history records it carried and its fate (sent, dropped by the injected
+    loss, refused by the kernel on send), and every STOP frame it sent.
+    """
 
     def __init__(self, nf: NetworkFunction, n_cores: int, strategy: str = "scr",
-                 loss_rate: float = 0.0, loss_seed: int = 1):
+                 loss_rate: float = 0.0, loss_seed: int = 1, withhold: Iterable[int] = ()):
         if not 1 <= n_cores <= h.MAX_CORES:
             raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
         if not 0 <= loss_rate < 1:
             raise ValueError(f"loss rate must be in [0, 1), got {loss_rate}")
+        if nf.record_size > h.MAX_RECORD_SIZE:
+            raise ValueError(f"{nf.name}'s records of {nf.record_size} B exceed the header's "
+                             f"{h.MAX_RECORD_SIZE} B")
         self.nf = nf
         self.n_cores = n_cores
         self.strategy = strategy
         self.next_seq = 0
-        self.ring: deque[bytes] = deque(maxlen=0)
-        self.active: tuple[int, ...] = ()
+        # The newest n-1 records, whatever the spray: a core that comes back, or a survivor
+        # after a respray, may need more than spray-1 of them (see header.expected_count).
+        history = n_cores - 1 if strategy in ("scr", "single") else 0
+        self.ring: deque[bytes] = deque(maxlen=history)
+        self.last_sent = [-1] * n_cores  # per core: the last sequence number sprayed to it
+        self.active: tuple[int, ...] = tuple(range(n_cores))
+        self._turn = 0
         self.epoch = -1
         self.reconfigs: list[dict] = []  # every spray command applied: at which seq, to what
-        self._set_active(tuple(range(n_cores)))
         if strategy == "shard":
             self.sequence = self._stamp  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
         self._record_size = nf.record_size
-        self.trace_ids = array("q")  # by sequence number
+        # Ground truth, by sequence number.
+        self.frames: list[bytes] = []
+        self.trace_ids = array("q")
         self.timestamps = array("q")
+        self.cores = array("h")  # the core each packet was sprayed to (-1: shard's hash)
+        self.history = array("B")  # history records its frame carried
+        self.fates = bytearray()  # FATE_*
+        self.stops_sent: list[dict] = []  # every STOP frame: core, seq, history records
         self.malformed: Counter[str] = Counter()
         self.malformed_samples: list[str] = []  # the first few, as hex, for debugging
         self.stops = 0
@@ -108,80 +148,108 @@ class Sequencer:
         self.loss_rate = loss_rate
         self._loss_draw = random.Random(loss_seed).random
         self.lost = array("q")  # sequence numbers dropped on purpose after stamping
+        # Fault injection for testing the oracle: these frames leave with their oldest
+        # history record withheld (a sequencer bug the checks must catch).
+        self.withhold = frozenset(withhold)
 
-    def _set_active(self, cores: tuple[int, ...]) -> None:
-        """Spray over ``cores`` from the next packet on; SCR's history shrinks or grows to
-        one record fewer than the cores sprayed over (records kept: the newest)."""
-        self.active = cores
-        self._turn = 0
-        history = len(cores) - 1 if self.strategy in ("scr", "single") else 0
-        self.ring = deque(self.ring, maxlen=history)
+    def _history(self, core: int, seq: int) -> tuple[bytes, ...]:
+        """The records frame ``seq`` to ``core`` carries (the history rule), oldest first."""
+        ring = self.ring
+        count = min(len(ring), max(len(self.active) - 1, seq - self.last_sent[core] - 1))
+        if seq in self.withhold and count:
+            count -= 1
+        if count == len(ring):
+            return tuple(ring)
+        return tuple(islice(ring, len(ring) - count, None))
 
     def sequence(self, frame: bytes, ts: int) -> tuple[int, bytes | None]:
         """Sequence one ingress frame: ``(slot, SCR frame)``, the frame None when the
         injected loss drops it; MalformedFrame if it is bad."""
         pkt = parse(frame)
         seq = self.next_seq
-        slot = self.active[self._turn]
-        self._turn = (self._turn + 1) % len(self.active)
-        ring = self.ring
+        active = self.active
+        slot = active[self._turn]
+        self._turn = (self._turn + 1) % len(active)
+        records = self._history(slot, seq) if self.ring.maxlen else ()
         out = b"".join(
             (
                 self._prefixes[slot],
                 h.SCR_HEADER.pack(
-                    h.SCR_MAGIC, h.SCR_VERSION, 0, len(ring), self._record_size,
-                    slot, self.n_cores, seq % h.SEQ_MODULUS, ts,
+                    h.SCR_MAGIC, h.SCR_VERSION, 0, len(records), self._record_size,
+                    slot, self.n_cores, len(active), seq % h.SEQ_MODULUS, ts,
                 ),
-                *ring,
+                *records,
                 frame,
             )
         )
-        if ring.maxlen:  # lock keeps no history: its records would never be sent
-            ring.append(self.nf.pack_record(pkt, ts))
-        self.next_seq = seq + 1
-        self.trace_ids.append(pkt.trace_id)
-        self.timestamps.append(ts)
+        if self.ring.maxlen:  # lock keeps no history: its records would never be sent
+            self.ring.append(self.nf.pack_record(pkt, ts))
+        self.last_sent[slot] = seq
+        self._record(frame, pkt.trace_id, ts, slot, len(records))
         return slot, self._lose(seq, out)
+
+    def _record(self, frame: bytes, trace_id: int, ts: int, core: int, history: int) -> None:
+        self.next_seq += 1
+        self.frames.append(frame)
+        self.trace_ids.append(trace_id)
+        self.timestamps.append(ts)
+        self.cores.append(core)
+        self.history.append(history)
+        self.fates.append(FATE_SENT)
 
     def _lose(self, seq: int, out: bytes) -> bytes | None:
         """``out``, or None if the injected loss drops packet ``seq`` (stamped, recorded in
         the history, never sent: a packet lost between the sequencer and its core)."""
         if self.loss_rate and self._loss_draw() < self.loss_rate:
             self.lost.append(seq)
+            self.fates[seq] = FATE_INJECTED
             return None
         return out
+
+    def send_failed(self, seq: int) -> None:
+        """The kernel refused to send packet ``seq``: ground truth, like an injected drop."""
+        self.fates[seq] = FATE_TX_ERROR
 
     def _stamp(self, frame: bytes, ts: int) -> tuple[int, bytes | None]:
         """The shard form of ``sequence``: the frame plus a trailer, no slot (-1)."""
         pkt = parse(frame)
         seq = self.next_seq
-        self.next_seq = seq + 1
-        self.trace_ids.append(pkt.trace_id)
-        self.timestamps.append(ts)
+        self._record(frame, pkt.trace_id, ts, -1, 0)
         return -1, self._lose(
             seq, frame + h.SCR_TRAILER.pack(seq % h.SEQ_MODULUS, ts, h.TRAILER_MAGIC))
 
     def stop_frames(self, ts: int) -> list[bytes]:
-        """One STOP frame per core sprayed over, carrying the last records (no packet)."""
+        """One STOP frame per core sprayed over, carrying the records since its last frame
+        (no packet): every replica fast-forwards to the last sequence number."""
         self.stops += 1
-        records = list(self.ring)
-        return [
-            h.encode(
+        frames = []
+        for slot in self.active:
+            records = self._history(slot, self.next_seq) if self.ring.maxlen else ()
+            self.stops_sent.append({"core": slot, "seq": self.next_seq,
+                                    "history": len(records)})
+            frames.append(h.encode(
                 h.ScrHeader(h.FLAG_STOP, len(records), self.nf.record_size, slot,
-                            self.n_cores, self.next_seq % h.SEQ_MODULUS, ts),
-                records,
-            )
-            for slot in self.active
-        ]
+                            self.n_cores, len(self.active), self.next_seq % h.SEQ_MODULUS,
+                            ts),
+                list(records)))
+        return frames
 
     def respray(self, epoch: int, cores: tuple[int, ...], ts: int) -> bool:
         """Apply the controller's spray command; False (ignored) if it is stale or names
-        a core this shim does not have."""
+        a core this shim does not have.
+
+        The round robin goes on where it was: the next packet goes to the first core named
+        after the last one sprayed to. Each core's history then stays continuous (it carries
+        every record since that core's previous frame), so a respray costs a healthy core
+        no gap, only a few longer histories.
+        """
         if epoch <= self.epoch or any(c >= self.n_cores for c in cores):
             self.malformed["stale_spray" if epoch <= self.epoch else "bad_spray"] += 1
             return False
         self.epoch = epoch
-        self._set_active(cores)
+        last = self.cores[-1] if self.next_seq and self.strategy != "shard" else -1
+        self.active = tuple(sorted(cores))
+        self._turn = next((i for i, c in enumerate(self.active) if c > last), 0)
         self.reconfigs.append({"seq": self.next_seq, "epoch": epoch, "cores": list(cores),
                                "t_ns": ts})
         return True
@@ -242,6 +310,7 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
                 send(out)
             except OSError:
                 stats["tx_errors"] += 1
+                seq.send_failed(seq.next_seq - 1)
     finally:
         seq.rx_dropped = drops.read()
         rx.close()
@@ -249,10 +318,14 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
 
 
 def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
-    with open(out_dir / "sequenced.csv", "w") as f:
-        f.write("seq,trace_id,ts_ns\n")
-        pairs = zip(seq.trace_ids, seq.timestamps, strict=True)
-        f.writelines(f"{i},{tid},{ts}\n" for i, (tid, ts) in enumerate(pairs))
+    """The ground truth (``sequenced.pcap``, ``sequenced.csv``) and ``shim.json``."""
+    write_pcap_ns(out_dir / SEQUENCED_PCAP, seq.frames, seq.timestamps)
+    with open(out_dir / SEQUENCED_CSV, "w") as f:
+        f.write("seq,trace_id,ts_ns,core,history,fate\n")
+        rows = zip(seq.trace_ids, seq.timestamps, seq.cores, seq.history, seq.fates,
+                   strict=True)
+        f.writelines(f"{i},{tid},{ts},{core},{count},{fate}\n"
+                     for i, (tid, ts, core, count, fate) in enumerate(rows))
     write_json(
         out_dir / "shim.json",
         {
@@ -267,7 +340,11 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
             "loss_rate": seq.loss_rate,
             "injected_loss": len(seq.lost),
             "lost_seqs": list(seq.lost),
+            "tx_error_seqs": [i for i, fate in enumerate(seq.fates) if fate == FATE_TX_ERROR],
+            "withheld": sorted(seq.withhold),
+            "n_cores": seq.n_cores,
             "reconfigs": seq.reconfigs,
+            "stops_sent": seq.stops_sent,
             "cpu_s": cpu_seconds(),
         },
     )
@@ -284,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", type=float, default=0.0,
                         help="drop this fraction of sequenced packets (injected loss, 0..1)")
     parser.add_argument("--loss-seed", type=int, default=1, help="seed of the injected loss")
+    parser.add_argument("--withhold", type=int, nargs="*", default=[], metavar="SEQ",
+                        help="fault injection, to test the oracle: send these packets with "
+                             "their oldest history record withheld")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args(argv)
     try:
@@ -291,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(params, dict):
             raise ValueError(f"--nf-params must be a JSON object, got {args.nf_params}")
         seq = Sequencer(make_nf(args.nf, **params), args.cores, args.strategy, args.loss,
-                        args.loss_seed)
+                        args.loss_seed, args.withhold)
         check_places(args.out, args.in_iface, args.out_iface)  # after the values
     except ValueError as err:  # json's errors are ValueErrors too
         parser.exit(2, f"shim: {err}\n")

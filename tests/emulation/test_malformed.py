@@ -36,7 +36,7 @@ def test_worker_counts_and_drops_malformed_frames(tmp_path, trace_path, trace_fr
     record = b"\0\0\0\0"
 
     def scr(slot=0, n_cores=2, count=0, seq=0, size=4, records=()):
-        return h.encode(h.ScrHeader(0, count, size, slot, n_cores, seq, 0), list(records))
+        return h.encode(h.ScrHeader(0, count, size, slot, n_cores, n_cores, seq, 0), list(records))
 
     good_header = scr()
     bad = {

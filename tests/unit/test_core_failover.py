@@ -1,6 +1,5 @@
 """SCR core failover without a network: the spray command's wire format, the shim obeying
-it, the controller's core watch and rules, and the experiments' pure parts (which core got
-which packet, fault schedules, the soak's periodic faults, their command lines)."""
+it, the controller's core watch and rules, and the experiments' pure parts (fault schedules, the soak's periodic faults, their command lines)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import sys
 import pytest
 
 from controller.dispatch import CoreWatch, check_plan, pipeline_rules
-from experiments.core_failover import Fault, check_faults, spray_cores
+from experiments.core_failover import Fault, check_faults
 from experiments.results import REPO_ROOT
 from experiments.soak import periodic_faults
 from nfs import make_nf
@@ -49,10 +48,13 @@ def test_shim_obeys_a_spray_command_from_the_next_packet_on():
     assert slots == [0, 1, 2, 3, 0]
     assert seq.control(h.spray_frame(1, [0, 2, 3]), 99) == []
     outs = [seq.sequence(FRAME, i) for i in range(6)]
-    assert [slot for slot, _ in outs] == [0, 2, 3, 0, 2, 3]
-    # The history shrinks to N-2 records; header's core count stays the configured one.
+    # The round robin goes on after core 0 (the last sprayed to), skipping the dead core 1.
+    assert [slot for slot, _ in outs] == [2, 3, 0, 2, 3, 0]
     headers = [h.unpack_header(out) for _slot, out in outs]
-    assert {hdr.count for hdr in headers[1:]} == {2} and {hdr.n_cores for hdr in headers} == {4}
+    # Going on in order, each survivor's next frame is 3 packets after its previous one:
+    # 2 records (spray - 1) keep its history continuous. The header's core count stays.
+    assert [hdr.count for hdr in headers] == [2, 2, 2, 2, 2, 2]
+    assert {hdr.spray for hdr in headers} == {3} and {hdr.n_cores for hdr in headers} == {4}
     assert seq.reconfigs == [{"seq": 5, "epoch": 1, "cores": [0, 2, 3], "t_ns": 99}]
     assert [h.unpack_header(f).slot for f in seq.stop_frames(0)] == [0, 2, 3]
     # Stale, unknown-core and malformed commands change nothing; only the first two count.
@@ -62,18 +64,29 @@ def test_shim_obeys_a_spray_command_from_the_next_packet_on():
     assert seq.malformed == {"stale_spray": 1, "bad_spray": 1}
     assert seq.active == (0, 2, 3)
     seq.control(h.spray_frame(2, [0, 1, 2, 3]), 0)
-    assert [seq.sequence(FRAME, i)[0] for i in range(4)] == [0, 1, 2, 3]
+    # Back to all four, after core 0: core 1 (its last frame long ago) gets all n-1.
+    outs = [seq.sequence(FRAME, i) for i in range(4)]
+    assert [slot for slot, _ in outs] == [1, 2, 3, 0]
+    assert [h.unpack_header(out).count for _slot, out in outs] == [3, 3, 3, 3]
     assert seq.ring.maxlen == 3
 
 
-def test_spray_cores_replays_the_shims_choices():
-    seq = Sequencer(make_nf("ddos"), 3)
-    truth = [seq.sequence(FRAME, i)[0] for i in range(7)]
-    seq.control(h.spray_frame(1, [1, 2]), 0)
-    truth += [seq.sequence(FRAME, i)[0] for i in range(5)]
-    seq.control(h.spray_frame(2, [0, 1, 2]), 0)
-    truth += [seq.sequence(FRAME, i)[0] for i in range(4)]
-    assert spray_cores(len(truth), 3, seq.reconfigs) == truth
+@pytest.mark.parametrize("cores", [[1, 2], [0, 2], [0, 1], [2]])
+def test_a_respray_leaves_no_healthy_core_a_gap(cores):
+    """Whatever the spray changes to, and wherever the round robin was, every frame a core
+    gets carries every record since its previous frame (or N-1 of them)."""
+    for before in range(7):
+        seq = Sequencer(make_nf("ddos"), 3)
+        outs = [seq.sequence(FRAME, i) for i in range(before)]
+        seq.control(h.spray_frame(1, cores), 0)
+        outs += [seq.sequence(FRAME, i) for i in range(9)]
+        seq.control(h.spray_frame(2, [0, 1, 2]), 0)
+        outs += [seq.sequence(FRAME, i) for i in range(9)]
+        last = {}
+        for number, (slot, out) in enumerate(outs):
+            first = number - h.unpack_header(out).count
+            assert first <= last.get(slot, -1) + 1 or h.unpack_header(out).count == 2
+            last[slot] = number
 
 
 def test_core_watch_removes_a_silent_core_and_takes_it_back():
@@ -154,8 +167,9 @@ def test_experiment_flags_fail_in_one_line(script, argv, message):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--join"], "--join needs --recovery"),
-    (["--strategy", "lock", "--recovery", "--table", "/nonexistent"], "for the scr strategy"),
-    (["--log-records", "-1"], "--log-records must be >= 0"),
+    (["--strategy", "lock", "--recovery", "/dev/shm/x", "--table", "/nonexistent"],
+     "for the scr strategy"),
+    (["--recovery", "/nonexistent/ring"], "cannot open the record log /nonexistent/ring.core0"),
 ])
 def test_worker_recovery_flags_fail_in_one_line(argv, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "nfs.worker", "--iface", "lo", "--core", "0",

@@ -35,13 +35,13 @@ def records(count: int, size: int) -> list[bytes]:
 
 # (header, inner frame): covers STOP and data frames, empty and full histories, field limits.
 CASES = [
-    (h.ScrHeader(0, 0, 4, 0, 1, 0, 0), INNER_TCP),
-    (h.ScrHeader(0, 1, 4, 1, 2, 1, 1_000), INNER_TCP),
-    (h.ScrHeader(0, 3, 7, 2, 4, 123_456, 987_654_321_012), INNER_UDP),
-    (h.ScrHeader(0, 7, 1, 7, 8, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF), INNER_UDP),
-    (h.ScrHeader(0, 63, 2, 63, 64, 77, 5), INNER_TCP),
-    (h.ScrHeader(h.FLAG_STOP, 3, 4, 3, 4, 1_000, 42), b""),
-    (h.ScrHeader(h.FLAG_STOP, 0, 7, 0, 1, 0, 0), b""),
+    (h.ScrHeader(0, 0, 4, 0, 1, 1, 0, 0), INNER_TCP),
+    (h.ScrHeader(0, 1, 4, 1, 2, 2, 1, 1_000), INNER_TCP),
+    (h.ScrHeader(0, 3, 7, 2, 4, 4, 123_456, 987_654_321_012), INNER_UDP),
+    (h.ScrHeader(0, 7, 1, 7, 8, 8, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF), INNER_UDP),
+    (h.ScrHeader(0, 63, 2, 63, 64, 64, 77, 5), INNER_TCP),
+    (h.ScrHeader(h.FLAG_STOP, 3, 4, 3, 4, 4, 1_000, 42), b""),
+    (h.ScrHeader(h.FLAG_STOP, 0, 7, 0, 1, 1, 0, 0), b""),
 ]
 CASE_IDS = ["n1", "n2", "n4-udp", "limits", "n64", "stop", "stop-empty"]
 
@@ -59,7 +59,7 @@ def test_sizes_and_offsets():
     assert h.SCR_HEADER.size == 20
     assert h.SCR_OFFSET == 14
     assert h.PAYLOAD_OFFSET == 34
-    assert len(h.pack_header(h.ScrHeader(0, 0, 0, 0, 1, 0, 0))) == 20
+    assert len(h.pack_header(h.ScrHeader(0, 0, 0, 0, 1, 1, 0, 0))) == 20
     assert len(bytes(h.SCR())) == 20
 
 
@@ -143,7 +143,7 @@ def test_scapy_dissects_the_largest_history():
     Scapy's ``FieldListField`` stops at ``conf.max_list_count`` (100) items unless the field
     sets ``max_count``; past that, ``Ether(frame)`` silently loses the SCR layer.
     """
-    header = h.ScrHeader(0, 254, 2, 254, 255, 77, 5)
+    header = h.ScrHeader(0, 254, 2, 254, 255, 255, 77, 5)
     frame, recs = encode_case(header, INNER_TCP)
     assert h.decode(frame) == (header, recs, INNER_TCP)
     pkt = Ether(frame)
@@ -153,7 +153,7 @@ def test_scapy_dissects_the_largest_history():
 
 
 def test_stop_frame_has_no_inner_packet():
-    frame, _ = encode_case(h.ScrHeader(h.FLAG_STOP, 2, 4, 0, 3, 9, 9), b"")
+    frame, _ = encode_case(h.ScrHeader(h.FLAG_STOP, 2, 4, 0, 3, 3, 9, 9), b"")
     pkt = Ether(frame)
     assert pkt[h.SCR].flags.STOP
     assert not pkt.haslayer(IP)
@@ -168,8 +168,8 @@ def test_scapy_built_frame_equals_codec(header, inner):
     recs = records(header.count, header.record_size)
     scr = h.SCR(
         flags=header.flags, record_size=header.record_size, slot=header.slot,
-        n_cores=header.n_cores, seq=header.seq, timestamp_ns=header.timestamp_ns,
-        history=recs,
+        n_cores=header.n_cores, spray=header.spray, seq=header.seq,
+        timestamp_ns=header.timestamp_ns, history=recs,
     )
     pkt = Ether(dst=h.DUMMY_DST_MAC, src=h.slot_mac(header.slot), type=h.ETH_P_SCR) / scr
     if inner:
@@ -180,9 +180,10 @@ def test_scapy_built_frame_equals_codec(header, inner):
 
 def test_scapy_default_ethertype_binding():
     """Without an explicit type, Scapy fills in ETH_P_SCR below an SCR layer."""
-    header = h.ScrHeader(0, 1, 4, 1, 2, 5, 6)
+    header = h.ScrHeader(0, 1, 4, 1, 2, 2, 5, 6)
     pkt = (Ether(dst=h.DUMMY_DST_MAC, src=h.slot_mac(1))
-           / h.SCR(record_size=4, slot=1, n_cores=2, seq=5, timestamp_ns=6, history=[b"abcd"])
+           / h.SCR(record_size=4, slot=1, n_cores=2, spray=2, seq=5, timestamp_ns=6,
+                   history=[b"abcd"])
            / Ether(INNER_TCP))
     assert bytes(pkt) == h.encode(header, [b"abcd"], INNER_TCP)
 
@@ -195,29 +196,34 @@ def test_encode_decode_round_trip(header, inner):
 
 
 def test_pack_header_layout():
-    header = h.ScrHeader(h.FLAG_STOP, 3, 0x0102, 5, 6, 0x0A0B0C0D, 0x1122334455667788)
+    header = h.ScrHeader(h.FLAG_STOP, 3, 0xF1, 5, 6, 4, 0x0A0B0C0D, 0x1122334455667788)
     assert h.pack_header(header) == bytes.fromhex(
-        "5c" "01" "01" "03" "0102" "05" "06" "0a0b0c0d" "1122334455667788"
+        "5c" "02" "01" "03" "f1" "05" "06" "04" "0a0b0c0d" "1122334455667788"
     )
+
+
+def test_record_size_is_one_byte():
+    with pytest.raises(struct.error):
+        h.pack_header(h.ScrHeader(0, 0, h.MAX_RECORD_SIZE + 1, 0, 1, 1, 0, 0))
 
 
 def test_pack_header_rejects_unwrapped_seq():
     with pytest.raises(struct.error):
-        h.pack_header(h.ScrHeader(0, 0, 0, 0, 1, h.SEQ_MODULUS, 0))
+        h.pack_header(h.ScrHeader(0, 0, 0, 0, 1, 1, h.SEQ_MODULUS, 0))
 
 
 def test_encode_rejects_wrong_record_count_or_size():
     with pytest.raises(ValueError, match="records"):
-        h.encode(h.ScrHeader(0, 2, 4, 0, 4, 0, 0), [b"abcd"])
+        h.encode(h.ScrHeader(0, 2, 4, 0, 4, 4, 0, 0), [b"abcd"])
     with pytest.raises(ValueError, match="4 bytes"):
-        h.encode(h.ScrHeader(0, 2, 4, 0, 4, 0, 0), [b"abcd", b"abc"])
+        h.encode(h.ScrHeader(0, 2, 4, 0, 4, 4, 0, 0), [b"abcd", b"abc"])
 
 
 # --- malformed frames -------------------------------------------------------------------
 
 
 def good_frame() -> bytearray:
-    return bytearray(h.encode(h.ScrHeader(0, 2, 4, 1, 4, 10, 20), records(2, 4), INNER_TCP))
+    return bytearray(h.encode(h.ScrHeader(0, 2, 4, 1, 4, 4, 10, 20), records(2, 4), INNER_TCP))
 
 
 def malformed(reason: str, frame: bytes) -> None:
@@ -234,7 +240,7 @@ def test_truncated_header(length):
 
 
 def test_header_without_records_or_inner_is_enough():
-    frame = h.encode(h.ScrHeader(0, 0, 4, 0, 1, 0, 0), [])
+    frame = h.encode(h.ScrHeader(0, 0, 4, 0, 1, 1, 0, 0), [])
     assert len(frame) == h.PAYLOAD_OFFSET
     assert h.unpack_header(frame).count == 0
 
@@ -257,16 +263,19 @@ def test_bad_magic(magic):
     malformed("bad_header", frame)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
 def test_bad_version(version):
     frame = good_frame()
     frame[h.SCR_OFFSET + 1] = version
     malformed("bad_header", frame)
 
 
-def raw_header(count=0, rec_size=4, slot=0, n_cores=1, seq=0, ts=0, magic=h.SCR_MAGIC):
+def raw_header(count=0, rec_size=4, slot=0, n_cores=1, seq=0, ts=0, magic=h.SCR_MAGIC,
+               spray=None):
+    spray = n_cores if spray is None else spray
     return (h.dummy_ethernet(0)
-            + h.SCR_HEADER.pack(magic, h.SCR_VERSION, 0, count, rec_size, slot, n_cores, seq, ts))
+            + h.SCR_HEADER.pack(magic, h.SCR_VERSION, 0, count, rec_size, slot, n_cores, spray,
+                                seq, ts))
 
 
 @pytest.mark.parametrize(("slot", "n_cores"), [(1, 1), (4, 4), (5, 4), (255, 1), (0, 0)])
@@ -291,7 +300,40 @@ def test_records_that_do_not_fit(missing):
 
 
 def test_huge_record_size_does_not_fit():
-    malformed("truncated", raw_header(count=1, rec_size=0xFFFF, n_cores=2) + INNER_TCP)
+    malformed("truncated", raw_header(count=1, rec_size=0xFF, n_cores=2) + INNER_TCP)
+
+
+@pytest.mark.parametrize(("spray", "n_cores"), [(0, 4), (5, 4), (2, 1)])
+def test_spray_outside_one_to_n_cores(spray, n_cores):
+    malformed("bad_header", raw_header(spray=spray, n_cores=n_cores) + INNER_TCP)
+
+
+# --- the history rule -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seq", "previous", "spray", "n_cores", "count"), [
+    (0, -1, 4, 4, 0),  # nothing before the first packet
+    (2, -1, 4, 4, 2),  # the start: every record there is
+    (9, 5, 4, 4, 3),  # a steady round robin of 4: spray - 1
+    (9, 6, 3, 4, 2),  # of 3 (a core is dead): spray - 1
+    (9, 5, 3, 4, 3),  # just after a respray from 4 to 3: since the previous frame
+    (20, 5, 4, 4, 3),  # a core back after a long absence: no more than n_cores - 1
+    (9, 8, 4, 4, 3),  # a respray from 3 to 4 sends at least spray - 1
+    (5, -1, 1, 1, 0),  # one core: no history
+])
+def test_expected_count(seq, previous, spray, n_cores, count):
+    assert h.expected_count(seq, previous, spray, n_cores) == count
+
+
+def test_check_history_refuses_a_short_history():
+    h.check_history(h.ScrHeader(0, 3, 4, 1, 4, 4, 9, 0))
+    h.check_history(h.ScrHeader(0, 2, 4, 1, 4, 4, 2, 0))  # the start
+    h.check_history(h.ScrHeader(0, 2, 4, 1, 4, 3, 9, 0))  # spray of 3
+    for header in (h.ScrHeader(0, 2, 4, 1, 4, 4, 9, 0), h.ScrHeader(0, 1, 4, 1, 4, 4, 2, 0),
+                   h.ScrHeader(h.FLAG_STOP, 0, 4, 1, 4, 2, 9, 0)):
+        with pytest.raises(h.MalformedFrame) as info:
+            h.check_history(header)
+        assert info.value.reason == "short_history"
 
 
 def test_foreign_frames_are_not_scr():

@@ -1,40 +1,46 @@
-"""SCR loss recovery (``nfs.recovery``) with real replicas serving their logs on loopback.
+"""SCR loss recovery (``nfs.recovery``): record rings in shared memory, fetches, rejoin.
 
-Each replica runs in its own thread and takes its frames from a queue, as a core takes
-them from its port; frames the test "loses" never reach the queue. The replicas fetch what
-they miss from each other over TCP on 127.0.0.1, and must end where a sequential run over
-every packet (minus those lost everywhere) ends.
+The replicas are real ``RecoveringReplica``s on real ring files (in the test's temporary
+folder rather than /dev/shm), fed by the real ``Sequencer`` through the offline bench
+(``experiments.offline``: one thread per core, frames the test "loses" never reach a core's
+queue) and judged by the oracle a live trial uses.
 """
 
 from __future__ import annotations
 
-import itertools
-import queue
+import multiprocessing
+import os
+import signal
 import socket
 import threading
+import time
 
 import pytest
 
+from experiments.offline import ground_truth, report, run_offline, ts_of
 from experiments.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
-from nfs.packet import parse
+from nfs.oracle import check_run
 from nfs.recovery import (
+    PeerLog,
     RecordLog,
     RecoveringReplica,
-    ask_records,
     ask_snapshot,
+    create_logs,
     decode_snapshot,
     encode_snapshot,
     join,
+    log_path,
     peer_port,
+    remove_logs,
+    seq_ranges,
 )
-from nfs.reference import StateView, check_views
 from sequencer.shim import Sequencer
 
 SPEC = TraceSpec(packets=600, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=4)
 NF_PARAMS = {"ddos": {"threshold": 20}}
-_ports = itertools.count(27100, 16)  # a fresh port block per test: no TIME_WAIT clashes
+_ports = iter(range(27100, 28000, 16))  # a fresh port block per test: no TIME_WAIT clashes
 
 
 def nf_for(name: str):
@@ -46,107 +52,55 @@ def frames() -> list[bytes]:
     return make_trace(SPEC)
 
 
-def ts_of(i: int) -> int:
-    return 1_000_000 + 1_500 * i
-
-
-class Cluster:
-    """N recovering replicas, each draining its own queue in a thread."""
-
-    def __init__(self, name: str, n: int, fetch_timeout_s: float = 2.0):
-        self.base = next(_ports)
-        self.replicas = [RecoveringReplica(nf_for(name), c, n, 4096, self.base,
-                                           fetch_timeout_s) for c in range(n)]
-        for replica in self.replicas:
-            replica.serve()
-        self.queues = [queue.Queue() for _ in range(n)]
-        self.verdicts: list[tuple[int, int, int]] = []
-        self.threads = [threading.Thread(target=self._drain, args=(c,), daemon=True)
-                        for c in range(n)]
-        for thread in self.threads:
-            thread.start()
-
-    def _drain(self, core: int) -> None:
-        replica = self.replicas[core]
-        while (frame := self.queues[core].get()) is not None:
-            replica.handle(frame)
-            if replica.stopped:
-                replica.finish()
-                return
-
-    def deliver(self, outputs, stops) -> None:
-        for slot, out in outputs:
-            if out is not None:
-                self.queues[slot].put(out)
-        for core, stop in zip(range(len(self.queues)), stops, strict=False):
-            self.queues[core].put(stop)
-        for thread in self.threads:
-            thread.join(30)
-            assert not thread.is_alive()
-
-    def close(self) -> None:
-        for replica in self.replicas:
-            replica.close()
-
-
-def run(name: str, n: int, frames: list[bytes], lose=frozenset(), loss=0.0, seed=1):
-    seq = Sequencer(nf_for(name), n, loss_rate=loss, loss_seed=seed)
-    outputs = [seq.sequence(frame, ts_of(i)) for i, frame in enumerate(frames)]
-    outputs = [(slot, None if i in lose else out) for i, (slot, out) in enumerate(outputs)]
-    cluster = Cluster(name, n)
-    try:
-        cluster.deliver(outputs, seq.stop_frames(ts_of(len(frames))))
-    finally:
-        cluster.close()
-    return seq, cluster.replicas
-
-
-def check(name: str, frames, replicas) -> None:
-    """Every replica equals the sequential run minus its own gaps, at the last packet."""
-    nf = nf_for(name)
-    packets = {i: (parse(f), ts_of(i)) for i, f in enumerate(frames)}
-    views = [StateView(f"core{r.core}", r.state_json(), r.applied,
-                       frozenset(s for lo, hi in r.gaps for s in range(lo, hi + 1)))
-             for r in replicas]
-    log = [(s, r.core, v) for r in replicas for s, v in zip(r.log_seq, r.log_verdict,
-                                                            strict=True)]
-    result = check_views(nf, packets, log, views, {r.core: r.core for r in replicas})
-    assert result.equivalent, result.summary()
-    assert all(r.applied == len(frames) - 1 for r in replicas)
+def run(name: str, frames, tmp_path, **kwargs):
+    return run_offline(lambda: nf_for(name), frames, 4, recovery=True, ring_dir=tmp_path,
+                       **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(NF_CLASSES))
-def test_one_percent_loss_is_recovered_for_every_nf(name, frames):
-    seq, replicas = run(name, 4, frames, loss=0.01, seed=7)
-    assert len(seq.lost) >= 3  # the seed loses some packets of this trace
-    check(name, frames, replicas)
-    assert all(not r.gaps for r in replicas)  # nothing lost everywhere at 1 %
-    assert sum(r.stats["recovered"] for r in replicas) > 0
-    processed = {s for r in replicas for s in r.log_seq}
-    assert processed == set(range(len(frames))) - set(seq.lost)
+def test_one_percent_loss_is_recovered_for_every_nf(name, frames, tmp_path):
+    out = run(name, frames, tmp_path, loss_rate=0.01, loss_seed=7)
+    assert len(out.sequencer.lost) >= 3  # the seed loses some packets of this trace
+    assert out.result.equivalent, out.result.problems  # strictly: nothing lost anywhere
+    assert all(not core.gaps for core in out.cores)
+    assert sum(core.stats["recovered"] for core in out.cores) > 0
+    processed = {s for core in out.cores for s in core.log_seq}
+    assert processed == set(range(len(frames))) - set(out.sequencer.lost)
+    assert not list(tmp_path.iterdir())  # the rings are gone
 
 
 def test_without_recovery_the_same_loss_leaves_gaps(frames):
-    """The control: plain replicas lose updates the recovering ones fetch."""
-    from nfs.worker import Replica
-
-    seq = Sequencer(nf_for("ddos"), 4, loss_rate=0.01, loss_seed=7)
-    replicas = [Replica(nf_for("ddos"), c, 4) for c in range(4)]
-    for i, frame in enumerate(frames):
-        slot, out = seq.sequence(frame, ts_of(i))
-        if out is not None:
-            replicas[slot].handle(out)
-    assert sum(r.stats["gap_records"] for r in replicas) >= len(seq.lost)
+    """The control: plain replicas lack updates the recovering ones fetch; the oracle calls
+    them consistent (each gap is supported by a lost frame) but not equivalent."""
+    out = run_offline(lambda: nf_for("ddos"), frames, 4, loss_rate=0.01, loss_seed=7)
+    assert sum(core.stats["gap_records"] for core in out.cores) >= len(out.sequencer.lost)
+    assert out.result.consistent and not out.result.equivalent
+    assert out.result.summary()["unsupported_gaps"] == 0
 
 
-def test_a_record_lost_at_every_core_is_skipped_and_counted(frames):
-    # Packet 100 and the three after it (whose histories carry its record) are all lost:
-    # nobody has record 100; records 101-103 come with packet 104.
-    lose = frozenset(range(100, 104))
-    _seq, replicas = run("ddos", 4, frames, lose=lose)
-    check("ddos", frames, replicas)
-    assert all(r.gaps == [(100, 100)] for r in replicas)
-    assert sum(r.stats["lost_everywhere"] for r in replicas) == 4
+def test_a_record_lost_at_every_core_is_skipped_and_counted(frames, tmp_path):
+    # Packet 100 and the three after it (whose histories carry its record) are all lost at
+    # their cores' queues: nobody has record 100; records 101-103 come with packet 104.
+    out = run("ddos", frames, tmp_path, queue_drops=range(100, 104))
+    assert all(core.gaps == [(100, 100)] for core in out.cores)
+    assert sum(core.stats["lost_everywhere"] for core in out.cores) == 4
+    assert out.result.lost_everywhere == 1  # the ground truth agrees: one record
+    assert out.result.consistent and not out.result.equivalent
+
+
+def test_a_record_given_up_while_a_peer_had_it_is_an_unsupported_gap(frames, tmp_path):
+    """A fetch that times out (here: at once) gives up records a peer's ring holds: the
+    replicas may then differ from each other, and the oracle must call that a failure."""
+    def impatient(nf, core, n):
+        replica = RecoveringReplica(nf, core, n, tmp_path / "offline", fetch_timeout_s=0.0)
+        original = replica.fetch
+        replica.fetch = lambda lo, hi: {} if core == 1 else original(lo, hi)
+        return replica
+
+    out = run("hh", frames, tmp_path, queue_drops=[41], make_core=impatient)
+    assert out.cores[1].gaps  # core 1 lost its frame 41 and gave up on its records
+    assert not out.result.consistent
+    assert any("declares records" in p for p in out.result.problems)
 
 
 def test_the_injected_loss_is_seeded(frames):
@@ -160,10 +114,14 @@ def test_the_injected_loss_is_seeded(frames):
     assert 0 < len(lost(3)) < 0.05 * len(frames)
 
 
-def test_a_core_dies_and_a_replacement_joins_from_a_snapshot(frames):
-    name, n = "hh", 3
+def test_a_core_dies_and_a_replacement_joins_from_a_snapshot(frames, tmp_path):
+    name, n, base = "hh", 3, next(_ports)
+    prefix = tmp_path / "rings"
+    rings = create_logs(prefix, n, nf_for(name).record_size)
     seq = Sequencer(nf_for(name), n)
-    cluster = Cluster(name, n)
+    replicas = [RecoveringReplica(nf_for(name), c, n, prefix, base) for c in range(n)]
+    for replica in replicas:
+        replica.serve()
     try:
         third = len(frames) // 3
         outputs = [seq.sequence(f, ts_of(i)) for i, f in enumerate(frames[:third])]
@@ -171,76 +129,209 @@ def test_a_core_dies_and_a_replacement_joins_from_a_snapshot(frames):
         dead = {i for i, (slot, _) in enumerate(outputs) if slot == 2 and i > third - 10}
         for i, (slot, out) in enumerate(outputs):
             if i not in dead:
-                cluster.queues[slot].put(out)
-        cluster.queues[2].put(None)
-        cluster.threads[2].join(10)
-        cluster.replicas[2].close()
-        seq.respray(1, (0, 1), 0)  # the shim sprays over the survivors, history 1
+                replicas[slot].handle(out)
+        replicas[2].close()  # its ring stays; its lock goes with it
+        seq.respray(1, (0, 1), 0)  # the shim sprays over the survivors
         for i in range(third, 2 * third):
             slot, out = seq.sequence(frames[i], ts_of(i))
-            assert slot in (0, 1) and out is not None
-            cluster.queues[slot].put(out)
+            assert slot in (0, 1)
+            replicas[slot].handle(out)
         # The replacement copies a live peer at a known sequence number, then rejoins.
-        fresh = RecoveringReplica(nf_for(name), 2, n, 4096, cluster.base)
+        fresh = RecoveringReplica(nf_for(name), 2, n, prefix, base)
         fresh.serve()
-        assert join(fresh) in (0, 1) and fresh.joined_at > 0
-        cluster.replicas[2] = fresh
-        cluster.threads[2] = threading.Thread(target=cluster._drain, args=(2,), daemon=True)
-        cluster.threads[2].start()
+        donor = join(fresh)
+        assert donor in (0, 1) and fresh.joined_at > 0
+        assert (fresh.chain, fresh.applied) == (replicas[donor].chain, replicas[donor].applied)
+        replicas[2] = fresh
         seq.respray(2, (0, 1, 2), 0)
         rest = [seq.sequence(f, ts_of(i)) for i, f in enumerate(frames) if i >= 2 * third]
         assert {slot for slot, _ in rest} == {0, 1, 2}
-        cluster.deliver(rest, seq.stop_frames(ts_of(len(frames))))
+        for slot, out in [*rest, *((s, f) for s, f in zip((0, 1, 2), seq.stop_frames(
+                ts_of(len(frames))), strict=True))]:
+            replicas[slot].handle(out)
     finally:
-        cluster.close()
-    check(name, frames, cluster.replicas)
-    states = [r.state_json() for r in cluster.replicas]
+        for replica in replicas:
+            replica.close()
+        remove_logs(rings)
+    states = [r.state_json() for r in replicas]
     assert states[0] == states[1] == states[2]
     assert [e["cores"] for e in seq.reconfigs] == [[0, 1], [0, 1, 2]]
+    # The oracle's view: the replacement counts from its snapshot; the dead core's frames
+    # are lost with it; every replica equals one core running every packet.
+    result = check_run(nf_for(name), ground_truth(seq), [report(r) for r in replicas],
+                       recovery=True)
+    assert result.equivalent, result.problems
     assert not seq.respray(1, (0,), 0)  # a stale command changes nothing
+
+
+# --- the rings ----------------------------------------------------------------------------
+
+
+def test_ring_keeps_the_newest_record_per_slot(tmp_path):
+    (path,) = create_logs(tmp_path / "r", 1, 2, capacity=4)
+    log = RecordLog(path, 2)
+    reader = PeerLog(path, 2)
+    try:
+        assert reader.horizon == -1 and not reader.stopped and reader.seqs() == []
+        for seq in range(10):
+            log.put(seq, bytes([seq, 0]))
+        assert [reader.get(s) for s in range(10)] == [None] * 6 + [bytes([s, 0])
+                                                                   for s in range(6, 10)]
+        assert reader.seqs() == [6, 7, 8, 9]
+        log.set_horizon(9)
+        log.set_stopped()
+        assert reader.horizon == 9 and reader.stopped
+    finally:
+        log.close()
+        reader.close()
+    with pytest.raises(ValueError):
+        create_logs(tmp_path / "bad", 1, 2, capacity=0)
+    with pytest.raises(ValueError):
+        create_logs(tmp_path / "bad", 1, 256)
+    with pytest.raises(ValueError, match="not a record log of 3-byte records"):
+        PeerLog(path, 3)
+    with pytest.raises(OSError, match="cannot open the record log"):
+        PeerLog(tmp_path / "nothing", 2)
+    assert seq_ranges([1, 2, 3, 7, 9, 10]) == [[1, 3], [7, 7], [9, 10]]
+
+
+def test_a_reader_never_takes_a_half_written_record(tmp_path):
+    """The writer marks a slot invalid while it writes; a reader that races it sees either
+    the whole record of the sequence number it asked for, or nothing."""
+    (path,) = create_logs(tmp_path / "r", 1, 8, capacity=2)
+    log, reader = RecordLog(path, 8), PeerLog(path, 8)
+    done = threading.Event()
+
+    def write():
+        for seq in range(50_000):
+            log.put(seq, seq.to_bytes(8, "big"))
+            log.set_horizon(seq)
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = 0
+    try:
+        while not done.is_set():
+            seq = reader.horizon
+            record = reader.get(seq) if seq >= 0 else None
+            if record is not None:
+                assert record == seq.to_bytes(8, "big")
+                seen += 1
+    finally:
+        writer.join()
+        log.close()
+        reader.close()
+    assert seen > 0
+
+
+def _own_and_wait(path, ready):
+    log = RecordLog(path, 2)
+    log.put(5, b"ab")
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_ring_outlives_its_owner_and_shows_its_death(tmp_path):
+    (path,) = create_logs(tmp_path / "r", 1, 2)
+    ready = multiprocessing.get_context("fork").Event()
+    child = multiprocessing.get_context("fork").Process(target=_own_and_wait,
+                                                        args=(path, ready))
+    child.start()
+    reader = PeerLog(path, 2)
+    try:
+        assert ready.wait(10)
+        assert reader.alive()
+        with pytest.raises(OSError, match="belongs to a live core"):
+            RecordLog(path, 2)  # a second owner while the first lives
+        os.kill(child.pid, signal.SIGKILL)  # no cleanup at all: the kernel drops the lock
+        child.join(10)
+        assert not reader.alive()
+        assert reader.get(5) == b"ab"  # its records are not lost with it
+        RecordLog(path, 2).close()  # a replacement may take the ring over
+    finally:
+        reader.close()
+        if child.is_alive():
+            child.kill()
+
+
+def test_a_fetch_waits_for_a_peer_that_is_behind(tmp_path):
+    nf = nf_for("ddos")
+    prefix = tmp_path / "r"
+    rings = create_logs(prefix, 2, nf.record_size)
+    fetcher = RecoveringReplica(nf, 0, 2, prefix)
+    peer = RecordLog(log_path(prefix, 1), nf.record_size)
+    record = nf.pack_record(_packet(), 0)
+    try:
+        peer.set_horizon(3)
+
+        def catch_up():
+            time.sleep(0.05)
+            peer.put(7, record)
+            peer.set_horizon(9)
+
+        thread = threading.Thread(target=catch_up)
+        thread.start()
+        started = time.monotonic()
+        assert fetcher.fetch(6, 7) == {7: record}  # 6: nobody has it once the peer passed
+        thread.join()
+        assert 0.04 < time.monotonic() - started < 1.0
+        assert len(fetcher.fetch_us) == 1 and fetcher.fetch_us[0] > 40_000
+        peer.close()  # dead: a fetch no longer waits for it
+        started = time.monotonic()
+        assert fetcher.fetch(20, 20) == {}
+        assert time.monotonic() - started < 0.5
+    finally:
+        fetcher.close()
+        peer.close()
+        remove_logs(rings)
+
+
+def _packet():
+    from nfs.packet import PROTO_TCP, build, parse
+
+    return parse(build(src=1, dst=2, proto=PROTO_TCP, sport=1, dport=2, trace_id=0))
+
+
+# --- snapshots ------------------------------------------------------------------------------
 
 
 def test_snapshot_round_trip_and_bad_snapshots():
     nf = nf_for("conntrack")
     state = {(1, 2, 3, 4, 6): (1, 2, 3), (5, 6, 7, 8, 17): (0, 9, 1 << 40)}
-    data = encode_snapshot(nf, state, 41, [(3, 5)])
-    assert decode_snapshot(nf, data) == (state, 41, [(3, 5)])
+    data = encode_snapshot(nf, state, 41, -77, [(3, 5)])
+    assert decode_snapshot(nf, data) == (state, 41, -77, [(3, 5)])
     with pytest.raises(ValueError, match="truncated"):
         decode_snapshot(nf, data[:5])
     with pytest.raises(ValueError, match="does not hold"):
         decode_snapshot(nf, data[:-1])
 
 
-def test_record_log_keeps_the_newest_per_slot():
-    log = RecordLog(4)
-    for seq in range(10):
-        log.put(seq, bytes([seq]))
-    assert [log.get(s) for s in range(10)] == [None] * 6 + [bytes([s]) for s in range(6, 10)]
-    with pytest.raises(ValueError):
-        RecordLog(0)
-
-
-def test_log_server_answers_and_refuses_garbage():
-    replica = RecoveringReplica(nf_for("ddos"), 0, 2, 64, next(_ports))
+def test_snapshot_server_answers_and_refuses_garbage(tmp_path):
+    nf = nf_for("ddos")
+    rings = create_logs(tmp_path / "r", 2, nf.record_size)
+    replica = RecoveringReplica(nf, 0, 2, tmp_path / "r", next(_ports))
     replica.serve()
     try:
-        size = replica.nf.record_size
-        for seq in range(5):
-            replica.log.put(seq, bytes(size))
-        replica.horizon = 4
-        horizon, stopped, records = ask_records(peer_port(0, replica.base_port), 2, 9, size)
-        assert (horizon, stopped, sorted(records)) == (4, False, [2, 3, 4])
+        replica.state[(7,)] = (3,)
+        replica.applied, replica.chain = 12, 99
+        assert ask_snapshot(peer_port(0, replica.base_port), nf) == ({(7,): (3,)}, 12, 99, [])
         with socket.create_connection(("127.0.0.1", peer_port(0, replica.base_port))) as s:
             s.sendall(b"Zgarbage")
             s.shutdown(socket.SHUT_WR)
             assert s.recv(100) == b""  # closed without an answer
+        deadline = time.monotonic() + 5
+        while replica.server.errors != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert replica.server.errors == 1
-        with pytest.raises(OSError):
-            ask_records(peer_port(0, replica.base_port), 0, 10_000, size)  # > log: refused
     finally:
         replica.close()
     with pytest.raises(OSError):
-        ask_snapshot(peer_port(0, replica.base_port), replica.nf)  # nobody listens now
-    lone = RecoveringReplica(nf_for("ddos"), 1, 2, 64, next(_ports))
-    with pytest.raises(OSError, match="no peer gave a snapshot"):
-        join(lone, timeout_s=0.2)
+        ask_snapshot(peer_port(0, replica.base_port), nf)  # nobody listens now
+    lone = RecoveringReplica(nf, 1, 2, tmp_path / "r", next(_ports))
+    try:
+        with pytest.raises(OSError, match="no peer gave a snapshot"):
+            join(lone, timeout_s=0.2)
+    finally:
+        lone.close()
+        remove_logs(rings)

@@ -37,11 +37,11 @@ def ts_of(seq: int) -> int:
 
 def scr_frame(seq: int, inner: bytes) -> bytes:
     """What the shim sends a single core: no history."""
-    return h.encode(h.ScrHeader(0, 0, 0, 0, 1, seq, ts_of(seq)), [], inner)
+    return h.encode(h.ScrHeader(0, 0, 0, 0, 1, 1, seq, ts_of(seq)), [], inner)
 
 
 def stop_frame(seq: int) -> bytes:
-    return h.encode(h.ScrHeader(h.FLAG_STOP, 0, 0, 0, 1, seq, ts_of(seq)), [])
+    return h.encode(h.ScrHeader(h.FLAG_STOP, 0, 0, 0, 1, 1, seq, ts_of(seq)), [])
 
 
 class BackupThread:

@@ -176,7 +176,7 @@ def test_stop_frames():
     assert len(stops) == 4
     for slot, stop in enumerate(stops):
         hdr, history, inner = h.decode(stop)
-        assert hdr == h.ScrHeader(h.FLAG_STOP, 3, nf.record_size, slot, 4, 6, 999)
+        assert hdr == h.ScrHeader(h.FLAG_STOP, 3, nf.record_size, slot, 4, 4, 6, 999)
         assert history == [nf.pack_record(parse(f), 0) for f in frames[3:]]
         assert inner == b""
         assert seq.is_stop_marker(stop)
@@ -419,7 +419,7 @@ def test_fast_forwarded_equals_the_updates_really_applied(n, lost, frames):
     for core, replica in enumerate(replicas):
         def counting_update(state, fields, _update=replica.nf.update, _core=core):
             calls[_core] += 1
-            _update(state, fields)
+            return _update(state, fields)
         replica.nf.update = counting_update
     for i, (slot, out) in enumerate(outputs):
         if i != lost:
