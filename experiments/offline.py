@@ -78,12 +78,15 @@ def report(core: Core, rx_dropped: int = 0) -> CoreReport:
         joined_at=getattr(core, "joined_at", 0))
 
 
-def _drain(core: Core, frames: queue.Queue) -> None:
-    while (frame := frames.get()) is not None:
-        core.handle(frame)
-        if core.stopped:
-            core.finish()
-            return
+def _drain(core: Core, frames: queue.Queue, errors: list[BaseException]) -> None:
+    try:
+        while (frame := frames.get()) is not None:
+            core.handle(frame)
+            if core.stopped:
+                core.finish()
+                return
+    except BaseException as err:  # re-raised by run_offline: a crash is not a lost packet
+        errors.append(err)
 
 
 def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[bytes],
@@ -114,7 +117,8 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
                 return Replica(nf, core, n)
         cores = [make_core(nf_factory(), c, n_cores) for c in range(n_cores)]
         queues = [queue.Queue() for _ in range(n_cores)]
-        threads = [threading.Thread(target=_drain, args=(core, q), daemon=True)
+        errors: list[BaseException] = []
+        threads = [threading.Thread(target=_drain, args=(core, q, errors), daemon=True)
                    for core, q in zip(cores, queues, strict=True)]
         for thread in threads:
             thread.start()
@@ -134,6 +138,8 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
             thread.join(timeout_s)
             if thread.is_alive():
                 raise TimeoutError("a core did not finish its frames")
+        if errors:
+            raise errors[0]
         held = _held(rings, seq.nf.record_size) if recovery else None
         for core in cores:
             if isinstance(core, RecoveringReplica):

@@ -97,7 +97,9 @@ class OracleResult:
 
     @property
     def ground_truth_ok(self) -> bool:
-        return not (self.protocol_errors or self.unexplained_losses)
+        """The sequencer kept its rules, every loss and every declared gap is backed by
+        the ground truth: what both claims need (so equivalent implies consistent)."""
+        return not (self.protocol_errors or self.unexplained_losses or self.unsupported_gaps)
 
     @property
     def equivalent(self) -> bool:
@@ -105,7 +107,7 @@ class OracleResult:
 
     @property
     def consistent(self) -> bool:
-        return self.ground_truth_ok and not self.unsupported_gaps and self.lenient.equivalent
+        return self.ground_truth_ok and self.lenient.equivalent
 
     def summary(self) -> dict:
         return {
@@ -314,21 +316,25 @@ def check_run(nf: NetworkFunction, truth: GroundTruth, reports: list[CoreReport]
                                      [StateView(shared_name, shared_state, last, lacking)],
                                      order)
         result.lost_updates = len(lacking)
-    result.problems = describe(result, reports)
+    result.problems = describe(result, reports, last, truth.mode == SCR)
     return result
 
 
-def describe(result: OracleResult, reports: list[CoreReport]) -> list[str]:
+def describe(result: OracleResult, reports: list[CoreReport], last: int,
+             replicas: bool) -> list[str]:
     """One line per finding, most telling first: what breaks even the weaker claim, then
     what only the strict claim lacks."""
     lines = [*result.protocol_errors, *result.unexplained_losses, *result.unsupported_gaps]
     check = result.lenient
     if check.equivalent:
-        if not result.strict.equivalent:
+        if not result.strict.equivalent and result.lost_updates:
             gaps = "; ".join(f"core {r.core}: {_ranges(r.gaps)}" for r in reports if r.gaps)
             lines.append(f"equal to sequential processing only without the "
                          f"{result.lost_updates} updates the states lack"
                          + (f" ({gaps})" if gaps else ": packets no core processed"))
+        lines += [f"core {r.core} stopped at seq {r.applied}, before the last packet "
+                  f"({last}): it never got its STOP frame" for r in reports
+                  if replicas and r.applied < last]
         return lines
     own = {r.core: sorted(seq for seq, _v, _c in r.log) for r in reports}
     first: dict[int, int] = {}
