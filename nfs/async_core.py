@@ -47,7 +47,7 @@ from nfs.packet import parse
 from nfs.strategies import StoreStrategy
 from nfs.worker import Core, unpack_plain_header
 from sequencer import header as h
-from sequencer.dataplane import DropCounter, announce_ready, open_socket
+from sequencer.dataplane import DropCounter, announce_ready, cpu_seconds, open_socket
 
 DEFAULT_INFLIGHT = 32
 MAX_LATENCY_SAMPLES = 200_000
@@ -149,6 +149,7 @@ async def serve(core: StoreCore, sock) -> None:
         arrived = clock()
         if not core.first_ns:
             core.first_ns = arrived
+            core.cpu_first_s = cpu_seconds()
         item = core.accept(frame)
         if item is None:
             slots.release()

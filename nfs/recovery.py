@@ -75,7 +75,7 @@ PEER_BASE_PORT = 7100  # core i's snapshot server: PEER_BASE_PORT + i, in the NF
 DEFAULT_LOG_RECORDS = 1 << 16
 FETCH_TIMEOUT_S = 2.0  # give up on a record after this long (a peer that is stuck)
 POLL_S = 0.0002  # the first wait for a peer that is behind; doubled up to MAX_POLL_S
-MAX_POLL_S = 0.004
+MAX_POLL_S = 0.001
 CONNECT_TIMEOUT_S = 1.0
 OWNER_TIMEOUT_S = 2.0  # a ring's lock is free within this, or another live core owns it
 #: A thread asking for the GIL gets it within this; Python's default (5 ms) would make a

@@ -1,0 +1,89 @@
+"""A configuration's capacity, measured: what rate its emulated cores can carry here.
+
+Offered rates in experiments and live tests come from here, never from a fixed number of
+packets per second: the same configuration runs ~2x faster on one machine than another.
+:func:`measure_capacity` reads, from the cores' own results, the CPU time each core spent
+from its first frame on (``busy_cpu_s`` in ``core<i>.json``) per packet it processed: what
+one packet costs a core. A core given ``core_share`` of a CPU then carries ``core_share /
+cost`` packets per second, and the configuration ``cores`` times that.
+
+A core that sleeps in ``recv`` between packets pays for every wake-up (~1.5x the cost of a
+busy core here), so the cost is measured on busy cores, in two short trials of the
+configuration: a probe at a low rate gives a first, low estimate; a second trial offers
+``OVERLOAD`` times that estimate, so that the cores work flat out, and its busy cores'
+cost is the answer (its delivered rate agrees with it, within the trial's noise).
+
+Caveats: an SCR core's cost grows with the history (``cores - 1`` records), so measure
+with the core count the rate is for. The probes are ordinary trials, with their folders
+and checks: a check that failed there fails the measurement. The second probe drops
+packets on purpose; an SCR configuration without loss recovery then has gaps, which the
+oracle must find consistent with the ground truth.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from experiments.trial import TrialConfig, TrialError, read_result, run_trial
+
+PROBE_PPS_PER_CORE = 100.0  # well under any useful configuration's capacity
+PROBE_SECONDS = 1.0
+LOAD_SECONDS = 1.5
+OVERLOAD = 2.5  # times the low estimate: ~1.5x the real capacity, the cores flat out
+MIN_PROBE_PACKETS = 150
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one measurement found."""
+
+    cpu_us_per_packet: float  # median over the cores
+    per_core_pps: float  # one core at its share of a CPU
+    cores: int
+    core_share: float | None
+
+    @property
+    def pps(self) -> float:
+        """All the configuration's cores together."""
+        return self.cores * self.per_core_pps
+
+    def rate(self, load: float, cores: int | None = None) -> float:
+        """``load`` times the capacity of ``cores`` of these cores (default: all)."""
+        return load * (self.cores if cores is None else cores) * self.per_core_pps
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "pps": round(self.pps, 1)}
+
+
+def capacity_from_cores(cores: list[dict], core_share: float | None) -> Capacity:
+    """The capacity that the cores' own results (``core<i>.json``) show."""
+    costs = [c["busy_cpu_s"] / c["stats"]["processed"] for c in cores
+             if c.get("busy_cpu_s") and c["stats"].get("processed")]
+    if not costs:
+        raise TrialError("no core processed a packet: cannot measure its cost")
+    cost_s = statistics.median(costs)
+    return Capacity(round(cost_s * 1e6, 2), round((core_share or 1.0) / cost_s, 1),
+                    len(cores), core_share)
+
+
+def _probe(config: TrialConfig, trace_path: Path, out_dir: Path, rate: float,
+           seconds: float) -> tuple[dict, list[dict]]:
+    probe = replace(config, rate_pps=rate, loss=0.0, watch_cores=False,
+                    packets=max(MIN_PROBE_PACKETS, round(rate * seconds)))
+    result = run_trial(probe, trace_path, out_dir)
+    if not result["check_consistent"]:
+        raise TrialError(f"a capacity probe failed its checks: {result['check_problems']}")
+    return result, [read_result(Path(out_dir) / f"core{i}.json") for i in range(config.cores)]
+
+
+def measure_capacity(config: TrialConfig, trace_path: Path, out_dir: Path) -> Capacity:
+    """The capacity of ``config``'s cores (see the module's doc); the probes' trials go
+    into ``out_dir/low`` and ``out_dir/busy``."""
+    _result, cores = _probe(config, trace_path, Path(out_dir) / "low",
+                            PROBE_PPS_PER_CORE * config.cores, PROBE_SECONDS)
+    low = capacity_from_cores(cores, config.core_share)
+    _result, cores = _probe(config, trace_path, Path(out_dir) / "busy",
+                            OVERLOAD * low.pps, LOAD_SECONDS)
+    return capacity_from_cores(cores, config.core_share)
