@@ -10,9 +10,9 @@ blocking core's rate falls as ``1 / (latency + compute)``; the async core's stay
 compute limit until ``inflight / latency`` drops below it.
 
 The core here is a whole CPU (``--core-share 1``) and the NF's compute is light
-(``--work 100``): the comparison is about waiting, and a core that waits 1 ms per packet
+(``--work-us 7.5``): the comparison is about waiting, and a core that waits 1 ms per packet
 must have far less than 1 ms of compute per packet for overlap to matter at all (with the
-sweeps' 0.1-CPU cores, 1500 rounds of work already cost ~1.5 ms of the core's time).
+sweeps' 0.1-CPU cores, 110 µs of work already cost ~1.1 ms of the core's time).
 
 Usage (as root)::
 
@@ -50,8 +50,7 @@ DEFAULTS = {"nf": ["ddos"],
             "cores": [1], "skews": [0.0], "mode": "mlffr", "duration": 2.0,
             "precision": 0.08, "max_steps": 5, "store_delays_us": [0.0, 1000.0, 2000.0,
                                                                    4000.0, 8000.0],
-            "core_share": 1.0, "work": 100, "state_work": 0, "max_rate": 9000.0,
-            "probe_per_core": 9000.0}
+            "core_share": 1.0, "work_us": 7.5, "state_work_us": 0.0, "max_rate": 9000.0}
 QUICK = {"strategies": ["service", "service-blocking"], "store_delays_us": [0.0, 1000.0],
          "duration": 1.5, "max_steps": 4, "precision": 0.1}
 

@@ -22,10 +22,15 @@ oracle must find consistent with the ground truth.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from experiments.calibration import DEFAULT_STATE_WORK_US, Costs, calibrate
+from experiments.results import new_run_dir, write_config
+from experiments.trace_files import import_for_run
+from experiments.traffic import TraceSpec, make_trace, write_pcap
 from experiments.trial import TrialConfig, TrialError, read_result, run_trial
 
 PROBE_PPS_PER_CORE = 100.0  # well under any useful configuration's capacity
@@ -33,6 +38,7 @@ PROBE_SECONDS = 1.0
 LOAD_SECONDS = 1.5
 OVERLOAD = 2.5  # times the low estimate: ~1.5x the real capacity, the cores flat out
 MIN_PROBE_PACKETS = 150
+CAPACITY_TRACE_PACKETS = 12_000  # a synthetic trace for the probes: longer than both
 
 
 @dataclass(frozen=True)
@@ -87,3 +93,37 @@ def measure_capacity(config: TrialConfig, trace_path: Path, out_dir: Path) -> Ca
     _result, cores = _probe(config, trace_path, Path(out_dir) / "busy",
                             OVERLOAD * low.pps, LOAD_SECONDS)
     return capacity_from_cores(cores, config.core_share)
+
+
+def prepare_run(kind: str, args: argparse.Namespace, config: TrialConfig, survivors: int
+                ) -> tuple[Path, Path | None, TrialConfig, Capacity | None, Costs]:
+    """What a fault experiment (``core_failover``, ``failover``) does before its run:
+    calibrate the costs (``args.work_us``), make the results folder (importing ``--trace``
+    first, if any), measure the configuration's capacity and set the offered rate from it
+    (``--load`` of what ``survivors`` cores carry) unless ``--rate`` gives one, and write
+    ``config.json``. ``(folder, imported trace or None,
+    config with costs and rate, capacity, costs)``."""
+    costs = calibrate(args.work_us, DEFAULT_STATE_WORK_US, 0.0)
+    imported = None
+    if args.trace is not None:
+        run_dir, imported, _summary = import_for_run(
+            args.trace, lambda: new_run_dir(kind, args.results_dir))
+    else:
+        run_dir = new_run_dir(kind, args.results_dir)
+    config = replace(config, nf_params={**config.nf_params, **costs.nf_params()})
+    capacity = None
+    if args.rate is None:
+        probe_trace = imported or run_dir / "capacity" / "trace.pcap"
+        if imported is None:
+            probe_trace.parent.mkdir()
+            write_pcap(probe_trace, make_trace(TraceSpec(packets=CAPACITY_TRACE_PACKETS,
+                                                         skew=args.skew, seed=args.seed)))
+        capacity = measure_capacity(config, probe_trace, run_dir / "capacity")
+        config = replace(config, rate_pps=round(capacity.rate(args.load, survivors), 1))
+    else:
+        config = replace(config, rate_pps=args.rate)
+    arguments = {k: v for k, v in vars(args).items() if k not in ("config", "faults")}
+    write_config(run_dir, arguments, config=asdict(config), costs=costs.to_json(),
+                 capacity=capacity.to_json() if capacity else None,
+                 faults=[asdict(f) for f in getattr(args, "faults", [])])
+    return run_dir, imported, config, capacity, costs

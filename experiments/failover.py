@@ -5,8 +5,10 @@ through the shim) is the **primary**, on core port 10 (``nf-eth0``); a **backup*
 core port 11 (``nf-eth1``) gets no packets, only the primary's access-order log
 (``nfs.replication``): the primary forwards a packet only once the backup has applied its
 update. The controller runs the ``pb`` pipeline and watches both instances' heartbeats.
-The trial replays a trace at a fixed rate, SIGKILLs the primary ``--kill-at`` seconds into
-it, and lets the controller move the traffic to the backup when the primary falls silent.
+The trial replays a trace (synthetic, or any capture with ``--trace``) at ``--load`` (0.5)
+of one core's capacity, measured at start-up (``experiments.capacity``; ``--rate`` sets a
+rate instead), SIGKILLs the primary ``--kill-at`` seconds into it, and lets the controller
+move the traffic to the backup when the primary falls silent.
 
 Checks (all must hold):
 
@@ -32,7 +34,7 @@ time, losses), ``failover.png`` (drawn from the two files by :func:`plot_failove
 Usage (as root)::
 
     sudo python experiments/failover.py
-    sudo python experiments/failover.py --rate 1500 --duration 6 --kill-at 2 --timeout-ms 100
+    sudo python experiments/failover.py --load 0.3 --duration 6 --kill-at 2 --timeout-ms 100
 
 Started with any Python, it re-executes itself in the project's virtual environment.
 
@@ -64,6 +66,7 @@ import math  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from bisect import bisect_left  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import matplotlib  # noqa: E402
 
@@ -73,8 +76,9 @@ from tabulate import tabulate  # noqa: E402
 
 from controller.dispatch import EVENTS_FILE  # noqa: E402
 from experiments.argtypes import non_negative_float, positive_float  # noqa: E402
+from experiments.capacity import prepare_run  # noqa: E402
 from experiments.cpu_quota import CoreQuotas  # noqa: E402
-from experiments.results import new_run_dir, write_config  # noqa: E402
+from experiments.trace_files import TraceError  # noqa: E402
 from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from experiments.trial import (  # noqa: E402
     Testbed,
@@ -91,6 +95,7 @@ from nfs.oracle import SCR  # noqa: E402
 from nfs.reference import StateView, check_views, run_reference  # noqa: E402
 from topologies.scr_topo import NF, PortPlan  # noqa: E402
 
+DEFAULT_LOAD = 0.5  # of one core's capacity: the primary also pays for replication
 REPLICATION_ADDRESS = "127.0.0.1:7651"  # the NF host's own loopback (its namespace)
 PRIMARY, BACKUP = "core0", "backup"
 BIN_S = 0.1
@@ -210,7 +215,7 @@ def read_timeline(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: int,
+def analyze(trial_dir: Path, config: TrialConfig, start_ns: int,
             kill_ns: int, primary_port: int, backup_port: int) -> tuple[dict, list[dict]]:
     """Check a finished failover trial; ``(result, timeline rows)``."""
     trial_dir = Path(trial_dir)
@@ -366,25 +371,21 @@ def table(result: dict) -> str:
 # --- one run -----------------------------------------------------------------------------
 
 
-def run_failover(nf: str = "ddos", nf_params: dict | None = None, rate_pps: float = 1000.0,
-                 duration_s: float = 8.0, kill_at_s: float = 3.0, skew: float = 1.0,
-                 timeout_ms: float = 200.0, core_share: float | None = 0.1, seed: int = 1,
-                 results_dir: Path | None = None,
-                 arguments: dict | None = None) -> tuple[Path, dict]:
-    """Run one failover trial into a new results folder; ``(folder, result)``."""
+def run_failover(config: TrialConfig, run_dir: Path, duration_s: float = 8.0,
+                 kill_at_s: float = 3.0, timeout_ms: float = 200.0,
+                 trace_path: Path | None = None, skew: float = 1.0,
+                 seed: int = 1) -> tuple[Path, dict]:
+    """Run one failover trial of ``config`` (the ``single`` strategy, one core) into
+    ``run_dir`` (made, with its config, by the caller), on ``trace_path`` (a testbed trace)
+    or a synthetic trace of ``skew``; ``(folder, result)``."""
     if not 0 < kill_at_s < duration_s:
         raise ValueError(f"--kill-at must be inside the traffic (0..{duration_s} s), "
                          f"got {kill_at_s}")
-    config = TrialConfig(nf=nf, nf_params=nf_params or {}, cores=1, strategy="single",
-                         rate_pps=rate_pps, core_share=core_share)
-    packets = max(1, round(rate_pps * duration_s))
-    run_dir = new_run_dir("failover", results_dir)
-    write_config(run_dir, arguments or {
-        "nf": nf, "nf_params": nf_params, "rate_pps": rate_pps, "duration_s": duration_s,
-        "kill_at_s": kill_at_s, "skew": skew, "timeout_ms": timeout_ms,
-        "core_share": core_share, "seed": seed})
-    trace_path = run_dir / "trace.pcap"
-    write_pcap(trace_path, make_trace(TraceSpec(packets=packets, skew=skew, seed=seed)))
+    config = replace(config, packets=max(1, round(config.rate_pps * duration_s)))
+    if trace_path is None:
+        trace_path = run_dir / "trace.pcap"
+        write_pcap(trace_path, make_trace(TraceSpec(packets=config.packets, skew=skew,
+                                                    seed=seed)))
     trial_dir = run_dir / "trial"
     times: dict[str, int] = {}
     timers: list[threading.Timer] = []
@@ -409,7 +410,7 @@ def run_failover(nf: str = "ddos", nf_params: dict | None = None, rate_pps: floa
         primary_rc = bed.workers[0].popen.poll()
     if "kill" not in times:
         raise TrialError("the primary was never killed: the traffic ended first")
-    result, rows = analyze(trial_dir, trace_path, config, times["start"], times["kill"],
+    result, rows = analyze(trial_dir, config, times["start"], times["kill"],
                            bed.plan.core_port(0), bed.plan.core_port(1))
     result["primary_returncode"] = primary_rc
     result["checks"]["primary_killed"] = primary_rc == -9
@@ -427,7 +428,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nf", default="ddos", choices=sorted(NF_CLASSES))
     parser.add_argument("--nf-params", type=json.loads, default={},
                         help="NF parameters as JSON")
-    parser.add_argument("--rate", type=positive_float, default=1000.0, help="packets/s")
+    parser.add_argument("--load", type=positive_float, default=DEFAULT_LOAD,
+                        help="offer this fraction of what one core carries (measured at "
+                             "start-up): the primary also replicates, so keep headroom")
+    parser.add_argument("--rate", type=positive_float, default=None,
+                        help="offer this many packets/s instead (no measurement)")
+    parser.add_argument("--work-us", type=non_negative_float, default=0.0,
+                        help="stateless compute per packet, µs of CPU time (calibrated)")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="replay this capture (pcap or pcapng, any source, rewritten "
+                             "into 198.18.0.0/15) instead of a synthetic trace")
     parser.add_argument("--duration", type=positive_float, default=8.0,
                         help="seconds of traffic")
     parser.add_argument("--kill-at", type=positive_float, default=3.0,
@@ -458,14 +468,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if (status := start_experiment("failover")) is not None:
         return status
+    config = TrialConfig(nf=args.nf, nf_params=args.nf_params, cores=1, strategy="single",
+                         rate_pps=args.rate or 1.0,
+                         core_share=None if args.no_quota else args.core_share)
     try:
-        run_dir, result = run_failover(
-            args.nf, args.nf_params, args.rate, args.duration, args.kill_at, args.skew,
-            args.timeout_ms, None if args.no_quota else args.core_share, args.seed,
-            args.results_dir, vars(args))
+        run_dir, imported, config, capacity, _costs = prepare_run("failover", args, config, 1)
+        if capacity is not None:
+            print(f"failover: one core carries {capacity.per_core_pps:.0f} pps here; "
+                  f"offering {config.rate_pps:.0f} pps ({args.load:g} of it)",
+                  file=sys.stderr)
+        run_dir, result = run_failover(config, run_dir, args.duration, args.kill_at,
+                                       args.timeout_ms, imported, args.skew, args.seed)
     except KeyboardInterrupt:
         print("\nfailover: interrupted", file=sys.stderr)
         return 130
+    except TraceError as err:
+        print(f"failover: {err}", file=sys.stderr)
+        return 2
     except (TrialError, ValueError) as err:
         print(f"failover: {err}", file=sys.stderr)
         return 1

@@ -57,10 +57,22 @@ from dataclasses import replace  # noqa: E402
 
 from tabulate import tabulate  # noqa: E402
 
-from experiments.argtypes import fraction, positive_float, positive_int  # noqa: E402
+from experiments.argtypes import (  # noqa: E402
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from experiments.calibration import (  # noqa: E402,E501
+    DEFAULT_STATE_WORK_US,
+    DEFAULT_WORK_US,
+    calibrate,
+)
+from experiments.capacity import measure_capacity  # noqa: E402
 from experiments.core_failover import Fault, check_faults, run_with_faults  # noqa: E402
 from experiments.mlffr import find_mlffr  # noqa: E402
 from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
+from experiments.sweep import PROBE_OVER_CAPACITY  # noqa: E402
 from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from experiments.trial import TrialConfig, TrialError, run_trial, start_experiment  # noqa: E402
 from nfs import NF_CLASSES  # noqa: E402
@@ -85,11 +97,14 @@ def periodic_faults(cores: int, duration_s: float, every_s: float) -> list[Fault
 
 def search_rate(config: TrialConfig, run_dir: Path, seconds: float, max_rate: float,
                 seed: int) -> float:
-    """The MLFFR of ``config`` (no faults), by a short search; trials in ``search.csv``."""
+    """The MLFFR of ``config`` (no faults), by a short search that starts above the
+    configuration's measured capacity; trials in ``search.csv``."""
     packets = math.ceil(max_rate * seconds) + 1
     trace = run_dir / "search" / "trace.pcap"
     trace.parent.mkdir(parents=True, exist_ok=True)
     write_pcap(trace, make_trace(TraceSpec(packets=packets, skew=1.0, seed=seed)), max_rate)
+    capacity = measure_capacity(replace(config, watch_cores=False), trace,
+                                run_dir / "search" / "capacity")
     log = CsvLog(run_dir / "search.csv", SEARCH_COLUMNS)
 
     def trial(rate: float) -> dict:
@@ -103,7 +118,7 @@ def search_rate(config: TrialConfig, run_dir: Path, seconds: float, max_rate: fl
         print(f"soak: search {rate:.0f} pps: loss {100 * row['loss']:.2f} %", file=sys.stderr)
         return row
 
-    start = min(max_rate, 650.0 * config.cores)
+    start = min(max_rate, PROBE_OVER_CAPACITY * capacity.pps)
     search = find_mlffr(trial, start, precision=0.08, max_steps=4)
     if not search.mlffr:
         raise TrialError("no rate passed the MLFFR search")
@@ -171,7 +186,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout-ms", type=positive_float, default=200.0,
                         help="the controller declares a core dead after this silence")
     parser.add_argument("--core-share", type=positive_float, default=0.1)
-    parser.add_argument("--work", type=int, default=1500, help="stateless compute per packet")
+    parser.add_argument("--work-us", type=non_negative_float, default=DEFAULT_WORK_US,
+                        help="stateless compute per packet, µs of CPU time (calibrated)")
     parser.add_argument("--seed", type=int, default=1, help="trace and loss seed")
     parser.add_argument("--results-dir", type=Path, default=None,
                         help="where soak/<timestamp> folders go (default: results/)")
@@ -181,7 +197,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     duration = args.minutes * 60
     try:
         args.config = TrialConfig(
-            nf=args.nf, nf_params={"work": args.work}, cores=args.cores,
+            nf=args.nf, cores=args.cores,
             rate_pps=args.rate or 1000.0, core_share=args.core_share, loss=args.loss,
             loss_seed=args.seed, recovery=True, watch_cores=True,
             failover_timeout_ms=args.timeout_ms, strategy="scr")
@@ -199,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     if (status := start_experiment("soak")) is not None:
         return status
     arguments = {k: v for k, v in vars(args).items() if k not in ("config", "faults")}
+    costs = calibrate(args.work_us, DEFAULT_STATE_WORK_US, 0.0)
+    args.config = replace(args.config, nf_params=costs.nf_params())
     run_dir = new_run_dir("soak", args.results_dir)
-    write_config(run_dir, arguments, faults=[f.__dict__ for f in args.faults])
+    write_config(run_dir, arguments, faults=[f.__dict__ for f in args.faults],
+                 costs=costs.to_json())
     try:
         mlffr = None
         rate = args.rate
@@ -212,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(args.faults)} faults", file=sys.stderr)
         _dir, result = run_with_faults(
             "soak", replace(args.config, rate_pps=rate), args.faults, args.minutes * 60,
-            seed=args.seed, arguments=arguments,
-            run_dir=run_dir)
+            run_dir, seed=args.seed)
     except KeyboardInterrupt:
         print(f"\nsoak: interrupted; what finished is in {run_dir}", file=sys.stderr)
         return 130

@@ -34,20 +34,27 @@ from tqdm import tqdm
 from experiments.argtypes import (
     fraction,
     non_negative_float,
-    non_negative_int,
     positive_float,
     positive_int,
 )
+from experiments.calibration import (
+    DEFAULT_STATE_WORK_US,
+    DEFAULT_TRANSFER_WORK_US,
+    DEFAULT_WORK_US,
+    calibrate,
+)
+from experiments.capacity import measure_capacity
 from experiments.mlffr import DEFAULT_THRESHOLD, find_mlffr
 from experiments.plotting import plot_run, relative_to_no_loss
 from experiments.results import CsvLog, new_run_dir, write_config
+from experiments.trace_files import TraceError, TraceSummary, import_for_run
 from experiments.traffic import TraceSpec, flow_shares, make_trace, write_pcap
 from experiments.trial import TrialConfig, TrialError, run_trial, start_experiment
 from nfs import NF_CLASSES
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES
 
 COLUMNS = [
-    "nf", "strategy", "cores", "skew", "store_delay_us", "top_flow_share", "mode",
+    "nf", "strategy", "cores", "skew", "trace", "store_delay_us", "top_flow_share", "mode",
     "throughput_pps",
     "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
     "check_consistent", "check_problem", "search_steps", "rates_tried", "ceiling",
@@ -69,18 +76,15 @@ TRIAL_COLUMNS = [
     "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s", "trial", "error",
 ]
 ALL = "all"
+CAPACITY_COLUMNS = ["nf", "cpu_us_per_packet", "per_core_pps", "cores", "core_share", "pps",
+                    "error"]
 
-# --- Defaults, chosen with experiments/bench_datapath.py (see the README) -------------
-#: Stateless compute per packet (spin rounds, ~74 ns each here) and the stateful part paid
-#: per state transition (SCR pays it again for every history record: the model's c).
-DEFAULT_WORK = 1500
-DEFAULT_STATE_WORK = 20
-#: Each emulated core: 0.1 of a CPU (1 ms every 10 ms).
+#: Each emulated core: 0.1 of a CPU (1 ms every 10 ms). The NF's costs are in
+#: experiments.calibration (µs of CPU time, turned into spin rounds at start-up).
 DEFAULT_CORE_SHARE = 0.1
-#: lock: the cost of fetching state another core wrote last (a cache-line transfer).
-DEFAULT_TRANSFER_WORK = DEFAULT_WORK // 2
-#: The first probe of a search: this many packets/s per core, capped by --max-rate.
-PROBE_PER_CORE = 700.0
+#: The first probe of a search offers this times the measured capacity, capped by
+#: --max-rate: above capacity, so that it brackets the MLFFR.
+PROBE_OVER_CAPACITY = 1.3
 MIN_TRIAL_PACKETS = 800
 
 
@@ -131,18 +135,21 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="seconds of traffic per trial")
     parser.add_argument("--flows", type=positive_int, default=200,
                         help="background flows per trace")
-    parser.add_argument("--work", type=non_negative_int, default=defaults.get("work", DEFAULT_WORK),
-                        help="stateless compute per packet (rounds of nfs.base.spin, "
-                             "~74 ns each here)")
-    parser.add_argument("--state-work", type=non_negative_int,
-                        default=defaults.get("state_work", DEFAULT_STATE_WORK),
-                        help="compute per state transition (SCR pays it per history record)")
+    parser.add_argument("--work-us", type=non_negative_float,
+                        default=defaults.get("work_us", DEFAULT_WORK_US),
+                        help="stateless compute per packet, µs of CPU time (calibrated into "
+                             "spin rounds at start-up; config.json records both)")
+    parser.add_argument("--state-work-us", type=non_negative_float,
+                        default=defaults.get("state_work_us", DEFAULT_STATE_WORK_US),
+                        help="compute per state transition, µs (SCR pays it per history "
+                             "record: the model's c)")
     parser.add_argument("--core-share", type=positive_float,
                         default=defaults.get("core_share", DEFAULT_CORE_SHARE),
                         help="CPU quota of each emulated core, fraction of one CPU")
-    parser.add_argument("--transfer-work", type=non_negative_int, default=DEFAULT_TRANSFER_WORK,
-                        help="lock: spin rounds when a key's state was last written by "
-                             "another core (0: no coherence cost)")
+    parser.add_argument("--transfer-work-us", type=non_negative_float,
+                        default=DEFAULT_TRANSFER_WORK_US,
+                        help="lock: µs paid when a key's state was last written by another "
+                             "core (0: no coherence cost)")
     parser.add_argument("--inflight", type=positive_int, default=32,
                         help="service/remote: packets in flight per core (async runtime)")
     parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
@@ -160,10 +167,14 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="scr: cores fetch lost records from their peers' logs (on, "
                              "as the paper measures at the MLFFR: points stay strictly "
                              "equivalent)")
-    parser.add_argument("--probe-per-core", type=positive_float,
-                        default=defaults.get("probe_per_core", PROBE_PER_CORE),
+    parser.add_argument("--probe-per-core", type=positive_float, default=None,
                         help="mlffr mode: the first probe offers 1.3 x this x cores (capped "
-                             "by --max-rate); later points start from the best seen")
+                             "by --max-rate; default: a core's capacity, measured once per "
+                             "NF); later points start from the best seen")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="replay this capture (pcap or pcapng, any source: its IPv4 "
+                             "addresses are rewritten into 198.18.0.0/15) instead of "
+                             "synthetic traces; --skews and --flows then do not apply")
     parser.add_argument("--seed", type=int, default=1, help="trace seed")
     parser.add_argument("--quick", action="store_true",
                         help=f"a short sweep for a first look: {quick} (overrides those flags)")
@@ -180,6 +191,8 @@ def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
             setattr(args, key, value)
     if ALL in args.nf:
         args.nf = sorted(NF_CLASSES)
+    if args.trace is not None:
+        args.skews = [0.0]  # one trace: its own flows and skew (see trace_summary.json)
     if args.core_share > 1:
         parser.error("--core-share must be at most 1 (one CPU)")
     try:
@@ -201,10 +214,6 @@ def points(args: argparse.Namespace) -> list[Point]:
     return list(dict.fromkeys(out))
 
 
-def nf_params(args: argparse.Namespace) -> dict:
-    return {"work": args.work, "state_work": args.state_work}
-
-
 class Sweep:
     """Runs the points of one sweep into one results folder."""
 
@@ -212,8 +221,18 @@ class Sweep:
         self.kind = kind
         self.args = args
         self.points = points(args)
-        self.run_dir = new_run_dir(kind, args.results_dir)
-        write_config(self.run_dir, vars(args), points=len(self.points))
+        self.costs = calibrate(args.work_us, args.state_work_us, args.transfer_work_us)
+        self.imported: Path | None = None  # --trace, rewritten into the testbed's range
+        self.trace_summary: TraceSummary | None = None
+        if args.trace is not None:  # TraceError before any results folder exists
+            self.run_dir, self.imported, self.trace_summary = import_for_run(
+                args.trace, lambda: new_run_dir(kind, args.results_dir))
+        else:
+            self.run_dir = new_run_dir(kind, args.results_dir)
+        write_config(self.run_dir, vars(args), points=len(self.points),
+                     costs=self.costs.to_json(),
+                     trace=self.trace_summary.to_json() if self.trace_summary else None)
+        self.capacity = CsvLog(self.run_dir / "capacity.csv", CAPACITY_COLUMNS)
         self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
         self.trials = CsvLog(self.run_dir / "trials.csv", TRIAL_COLUMNS)
         self.rows: list[dict] = []
@@ -221,7 +240,9 @@ class Sweep:
         self.per_core: dict[str, float] = {}  # best throughput per core seen, per NF
 
     def trace(self, skew: float) -> Path:
-        """One trace per skew, long enough for the longest trial."""
+        """One trace per skew, long enough for the longest trial (or the imported one)."""
+        if self.imported is not None:
+            return self.imported
         if skew not in self.traces:
             a = self.args
             longest = a.rate if a.mode == "fixed" else a.max_rate
@@ -237,9 +258,9 @@ class Sweep:
         a = self.args
         count = max(MIN_TRIAL_PACKETS, math.ceil(rate * a.duration))
         config = TrialConfig(
-            nf=point.nf, nf_params=nf_params(a), cores=point.cores, rate_pps=rate,
+            nf=point.nf, nf_params=self.costs.nf_params(), cores=point.cores, rate_pps=rate,
             strategy=point.strategy, packets=count, core_share=a.core_share,
-            transfer_work=a.transfer_work, inflight=a.inflight,
+            transfer_work=self.costs.transfer_work, inflight=a.inflight,
             store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
             recovery=a.recovery == "on" and point.strategy == "scr")
         trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
@@ -255,12 +276,31 @@ class Sweep:
         bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * row['loss']:.1f} %")
         return row
 
+    def measure_core(self, point: Point, bar: tqdm) -> float:
+        """One core's capacity for ``point``'s NF (``single``: one core, no history),
+        measured once per NF; the first probe of its searches starts from it."""
+        bar.set_postfix_str(f"{point.nf}: measuring one core's capacity")
+        config = TrialConfig(nf=point.nf, nf_params=self.costs.nf_params(), cores=1,
+                             strategy="single", core_share=self.args.core_share)
+        try:
+            found = measure_capacity(config, self.trace(point.skew),
+                                     self.run_dir / "capacity" / point.nf)
+        except TrialError as err:
+            self.capacity.append({"nf": point.nf, "error": str(err)})
+            return self.args.max_rate  # the search still brackets, from the top
+        self.capacity.append({"nf": point.nf, **found.to_json()})
+        self.per_core[point.nf] = found.per_core_pps
+        return found.per_core_pps
+
     def measure(self, point: Point, bar: tqdm) -> dict:
         a = self.args
+        share = (self.trace_summary.top_flow_share if self.trace_summary
+                 else flow_shares(a.flows, point.skew)[0])
         row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
                "skew": point.skew, "store_delay_us": point.store_delay_us,
                "loss_rate": point.loss, "mode": a.mode,
-               "top_flow_share": round(flow_shares(a.flows, point.skew)[0], 3)}
+               "trace": a.trace.name if a.trace else "",
+               "top_flow_share": round(share, 3)}
         started = time.monotonic()
         if a.mode == "fixed":
             best = self.trial(point, a.rate, bar)
@@ -268,8 +308,9 @@ class Sweep:
             throughput = best.get("delivered_pps", 0.0)
             ceiling = False
         else:
-            per_core = self.per_core.get(point.nf, a.probe_per_core)
-            start = min(a.max_rate, max(100.0, 1.3 * per_core * point.cores))
+            per_core = self.per_core.get(point.nf) or a.probe_per_core \
+                or self.measure_core(point, bar)
+            start = min(a.max_rate, max(100.0, PROBE_OVER_CAPACITY * per_core * point.cores))
             search = find_mlffr(lambda rate: self.trial(point, rate, bar), start,
                                 threshold=a.threshold, precision=a.precision,
                                 max_steps=a.max_steps)
@@ -419,8 +460,14 @@ def main(kind: str, args: argparse.Namespace) -> int:
     if (status := start_experiment(kind)) is not None:
         return status
     started = time.monotonic()
-    sweep = Sweep(kind, args)
+    try:
+        sweep = Sweep(kind, args)
+    except TraceError as err:
+        print(f"{kind}: {err}", file=sys.stderr)
+        return 2
     print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)
+    if sweep.trace_summary is not None:
+        print(sweep.trace_summary.table(), file=sys.stderr)
     try:
         rows = sweep.run()
     except KeyboardInterrupt:

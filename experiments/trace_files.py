@@ -44,11 +44,13 @@ import gzip
 import io
 import json
 import logging
+import shutil
 import struct
 import sys
+import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -620,6 +622,28 @@ def import_trace(src: str | Path, dst: str | Path,
             from None
     return _summary(len(capture.records), packets, sum(map(len, frames)), skipped,
                     capture.duration_s)
+
+
+#: Where an experiment keeps an imported trace, in its results folder.
+IMPORTED_TRACE = "trace.pcap"
+ADDRESS_MAP = "addresses.csv"
+SUMMARY_JSON = "trace_summary.json"
+
+
+def import_for_run(src: str | Path, make_run_dir: Callable[[], Path],
+                   folder: str = "traces") -> tuple[Path, Path, TraceSummary]:
+    """Import the capture ``src`` for an experiment: the import comes first, so that a bad
+    file fails (one :class:`TraceError`) before ``make_run_dir()`` makes a results folder;
+    then the trace, its address map and its summary go into ``<run>/<folder>/``.
+    ``(run folder, imported trace, summary)``."""
+    with tempfile.TemporaryDirectory(prefix="scr-trace-") as staging:
+        summary = import_trace(src, Path(staging) / IMPORTED_TRACE,
+                               Path(staging) / ADDRESS_MAP)
+        (Path(staging) / SUMMARY_JSON).write_text(json.dumps(summary.to_json(), indent=1)
+                                                  + "\n")
+        run_dir = make_run_dir()
+        shutil.copytree(staging, run_dir / folder, dirs_exist_ok=True)
+    return run_dir, run_dir / folder / IMPORTED_TRACE, summary
 
 
 def main(argv: list[str] | None = None) -> int:

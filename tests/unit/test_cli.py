@@ -23,7 +23,7 @@ def test_sweep_help_documents_every_flag(sweep):
     result = run(sweep, "--help")
     assert result.returncode == 0
     for flag in ("--nf", "--strategies", "--skews", "--cores", "--mode", "--rate",
-                 "--max-rate", "--threshold", "--duration", "--flows", "--work",
+                 "--max-rate", "--threshold", "--duration", "--flows", "--work-us",
                  "--state-work", "--core-share", "--transfer-work", "--seed", "--quick",
                  "--results-dir", "--losses", "--recovery", "--loss-seed"):
         assert flag in result.stdout
@@ -36,7 +36,7 @@ def test_sweep_help_documents_every_flag(sweep):
     (["--skews", "-1"], "must be >= 0"),
     (["--nf", "nope"], "invalid choice"),
     (["--strategies", "magic"], "invalid choice"),
-    (["--work", "-1"], "must be >= 0"),
+    (["--work-us", "-1"], "must be >= 0"),
     (["--duration", "soon"], "invalid positive_float value"),
     (["--threshold", "1.5"], "must be in [0, 1)"),
     (["--losses", "1.5"], "must be in [0, 1)"),

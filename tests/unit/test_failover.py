@@ -118,9 +118,10 @@ def test_bad_arguments_end_with_one_line(capsys, argv, message):
 
 
 def test_run_failover_rejects_a_kill_outside_the_traffic(tmp_path):
+    config = f.TrialConfig(nf="ddos", cores=1, strategy="single")
     with pytest.raises(ValueError, match="--kill-at must be inside the traffic"):
-        f.run_failover(duration_s=2.0, kill_at_s=3.0, results_dir=tmp_path)
-    assert not (tmp_path / "failover").exists()  # checked before anything was made
+        f.run_failover(config, tmp_path, duration_s=2.0, kill_at_s=3.0)
+    assert not list(tmp_path.iterdir())  # checked before anything was made
 
 
 def test_sink_logs_each_frame_with_its_arrival_time(tmp_path):
