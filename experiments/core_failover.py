@@ -417,8 +417,9 @@ def run_with_faults(kind: str, config: TrialConfig, faults: list[Fault], duratio
     return run_dir, result
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags of a core-failover run (``bench_failover`` adds its own)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--nf", default="tb", choices=sorted(NF_CLASSES),
                         help="network function (tb's pass rate is steady: a clear plot)")
@@ -450,8 +451,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the synthetic trace's flow skew")
     parser.add_argument("--seed", type=int, default=1, help="trace and loss seed")
     parser.add_argument("--results-dir", type=Path, default=None,
-                        help="where core_failover/<timestamp> folders go (default: results/)")
-    args = parser.parse_args(argv)
+                        help="where <kind>/<timestamp> folders go (default: results/)")
+    return parser
+
+
+def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace
+                ) -> argparse.Namespace:
+    """Check the flags together; ``args.config`` and ``args.faults`` from them."""
     if args.cores < 2:
         parser.error("--cores must be >= 2 (a core dies, another carries on)")
     try:
@@ -464,6 +470,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError as err:
         parser.error(str(err))
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser("core_failover", __doc__.split("\n\n")[0])
+    return finish_args(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@
 It runs in the generator host and sends each frame of the trace on a raw socket, paced
 against absolute due times (``start + i / rate``): a late packet is followed by a short
 catch-up burst, never by a slower run. After the trace it sends the end-of-trace marker
-(an SCR STOP frame) a few times, in case one is lost; the shim turns the first into STOP
-frames for the cores.
+(an SCR STOP frame) a few times, further and further apart, in case a full core queue drops
+one; the shim turns each into STOP frames for the cores (a core stops at the first it gets).
 
 Results: ``generator.json`` with the packets sent, send errors, the send duration and the
 rate actually achieved (the offered rate the trial reports).
@@ -34,8 +34,8 @@ from sequencer.dataplane import (
     write_json,
 )
 
-END_MARKERS = 3
-END_MARKER_GAP_S = 0.02
+END_MARKERS = 5
+END_MARKER_GAP_S = 0.02  # before the first marker; each later gap doubles (20 ... 320 ms)
 
 
 def end_marker() -> bytes:
@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = send_trace(sock, frames, args.rate)
         if not args.no_end_marker:
-            for _ in range(END_MARKERS):
-                time.sleep(END_MARKER_GAP_S)
+            # Spread out: a core whose queue is full when the first STOP frame comes (a
+            # core at capacity holds ~90 frames, 100-200 ms of work) gets a later one.
+            for i in range(END_MARKERS):
+                time.sleep(END_MARKER_GAP_S * 2**i)
                 sock.send(end_marker())
     finally:
         sock.close()

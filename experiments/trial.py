@@ -109,6 +109,9 @@ class TrialConfig:
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
+    #: Fault injection, to test the oracle on a live run: the shim sends these packets with
+    #: their oldest history record withheld (see sequencer.shim --withhold).
+    withhold: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -423,7 +426,7 @@ class Testbed:
             "sequencer.shim", "--in-iface", plan.shim_in_iface,
             "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args,
             "--strategy", spray_mode(c.strategy), "--loss", c.loss,
-            "--loss-seed", c.loss_seed))
+            "--loss-seed", c.loss_seed, *(("--withhold", *c.withhold) if c.withhold else ())))
         for proc in self.processes:
             proc.wait_ready(deadline)
         # The quota starts once a core is ready: start-up (imports) is not the NF's work.

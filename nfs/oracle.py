@@ -135,8 +135,11 @@ def protocol_errors(truth: GroundTruth) -> list[str]:
     STOP frames are judged where they were sent (an end marker may come early)."""
     errors: list[str] = []
     n = truth.n_cores
-    changes = sorted((r["seq"], tuple(sorted(r["cores"]))) for r in truth.reconfigs)
-    stops = sorted(truth.stops, key=lambda stop: stop["seq"])
+    # Spray commands and STOP frames, in the order they happened: an event at seq s came
+    # after packet s-1 and before packet s; events at one seq in the order of "event".
+    events = sorted([(r["seq"], r.get("event", 0), 0, r) for r in truth.reconfigs]
+                    + [(s["seq"], s.get("event", 0), 1, s) for s in truth.stops],
+                    key=lambda e: e[:3])
     active, last_sent, previous = tuple(range(n)), [-1] * n, -1
 
     def expected_history(seq: int, core: int) -> int:
@@ -145,14 +148,15 @@ def protocol_errors(truth: GroundTruth) -> list[str]:
         return expected_count(seq, last_sent[core], len(active), n)
 
     for seq in range(len(truth.packets) + 1):
-        while changes and changes[0][0] <= seq:
-            active = changes.pop(0)[1]
-        while stops and stops[0]["seq"] <= seq:
-            stop = stops.pop(0)
-            expected = expected_history(stop["seq"], stop["core"])
-            if stop["seq"] != seq or stop["history"] != expected:
-                errors.append(f"the STOP frame to core {stop['core']} at seq {stop['seq']} "
-                              f"carried {stop['history']} records; the history rule asks "
+        while events and events[0][0] <= seq:
+            _seq, _order, kind, event = events.pop(0)
+            if kind == 0:
+                active = tuple(sorted(event["cores"]))
+                continue
+            expected = expected_history(event["seq"], event["core"])
+            if event["seq"] != seq or event["history"] != expected:
+                errors.append(f"the STOP frame to core {event['core']} at seq {event['seq']} "
+                              f"carried {event['history']} records; the history rule asks "
                               f"for {expected}")
         if seq == len(truth.packets):
             break
@@ -170,8 +174,9 @@ def protocol_errors(truth: GroundTruth) -> list[str]:
                           f"the history rule asks for {expected}")
         if 0 <= core < n:
             last_sent[core], previous = seq, core
-    errors += [f"the STOP frame to core {stop['core']} says seq {stop['seq']}, after the "
-               f"last packet ({len(truth.packets) - 1})" for stop in stops]
+    errors += [f"the STOP frame to core {event['core']} says seq {event['seq']}, after the "
+               f"last packet ({len(truth.packets) - 1})" for _s, _o, kind, event in events
+               if kind == 1]
     return errors
 
 

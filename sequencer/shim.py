@@ -59,6 +59,7 @@ kernel refused (full socket buffer) and the fidelity check must watch it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -127,6 +128,9 @@ class Sequencer:
         self._turn = 0
         self.epoch = -1
         self.reconfigs: list[dict] = []  # every spray command applied: at which seq, to what
+        # Control events (spray commands, STOP rounds) in the order they happened: several
+        # may share a sequence number, and the history rule depends on their order.
+        self._events = itertools.count()
         if strategy == "shard":
             self.sequence = self._stamp  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
@@ -222,11 +226,12 @@ class Sequencer:
         """One STOP frame per core sprayed over, carrying the records since its last frame
         (no packet): every replica fast-forwards to the last sequence number."""
         self.stops += 1
+        event = next(self._events)
         frames = []
         for slot in self.active:
             records = self._history(slot, self.next_seq) if self.ring.maxlen else ()
             self.stops_sent.append({"core": slot, "seq": self.next_seq,
-                                    "history": len(records)})
+                                    "history": len(records), "event": event})
             frames.append(h.encode(
                 h.ScrHeader(h.FLAG_STOP, len(records), self.nf.record_size, slot,
                             self.n_cores, len(self.active), self.next_seq % h.SEQ_MODULUS,
@@ -251,7 +256,7 @@ class Sequencer:
         self.active = tuple(sorted(cores))
         self._turn = next((i for i, c in enumerate(self.active) if c > last), 0)
         self.reconfigs.append({"seq": self.next_seq, "epoch": epoch, "cores": list(cores),
-                               "t_ns": ts})
+                               "t_ns": ts, "event": next(self._events)})
         return True
 
     def control(self, frame: bytes, ts: int) -> list[bytes] | None:

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from experiments.calibration import Costs, calibrate
+from experiments.capacity import Capacity, measure_capacity
 from experiments.preflight import check_environment
 from experiments.traffic import TraceSpec, make_trace, write_pcap
+from experiments.trial import TrialConfig
 from topologies.scr_topo import SWITCH
+
+#: Correctness tests offer this fraction of what their cores carry (measured): wide
+#: headroom, so that no queue drops a packet even on a noisy machine.
+SAFE_LOAD = 0.3
 
 TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experiments.generator",
                    "controller.launcher", "experiments/skew_sweep.py",
@@ -25,7 +32,8 @@ TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experime
                    "nfs.state_service", "nfs.redis_store", "redis-server 127.0.0.1",
                    "experiments/async_latency.py", "experiments/failover.py",
                    "experiments.failover", "experiments/core_failover.py",
-                   "experiments/soak.py", "experiments/loss_sweep.py")
+                   "experiments/soak.py", "experiments/loss_sweep.py",
+                   "experiments/bench_failover.py")
 
 
 def leftovers() -> dict[str, list[str]]:
@@ -70,3 +78,24 @@ def trace_path(tmp_path_factory, trace_frames) -> Path:
     path = tmp_path_factory.mktemp("trace") / "trace.pcap"
     write_pcap(path, trace_frames)
     return path
+
+
+@pytest.fixture(scope="session")
+def costs() -> Costs:
+    """The NF costs of the experiments' defaults (110 µs of work per packet), in this
+    machine's spin rounds."""
+    return calibrate()
+
+
+@pytest.fixture(scope="session")
+def capacity(tmp_path_factory, trace_path) -> Capacity:
+    """What one light core (ddos, no work, 0.1 of a CPU) carries here, measured once per
+    session: live tests offer fractions of it (:func:`rate_for`), never a fixed rate."""
+    return measure_capacity(TrialConfig(nf="ddos", cores=1, strategy="single"), trace_path,
+                            tmp_path_factory.mktemp("capacity"))
+
+
+def rate_for(capacity: Capacity, cores: int, load: float = SAFE_LOAD) -> float:
+    """``load`` times what ``cores`` light cores carry (one core's measured capacity times
+    the count: an SCR core's history makes it a little slower, which the load absorbs)."""
+    return round(capacity.rate(load, cores), 1)

@@ -16,12 +16,14 @@ import pytest
 
 from experiments.results import REPO_ROOT
 from experiments.trial import Testbed, TrialConfig, TrialError, run_trial
-from tests.emulation.conftest import leftovers
+from tests.emulation.conftest import leftovers, rate_for
 from topologies.scr_topo import SWITCH
 
 
-def test_nothing_left_after_a_passing_trial(tmp_path, trace_path):
-    run_trial(TrialConfig(nf="ddos", cores=2, rate_pps=1500), trace_path, tmp_path)
+def test_nothing_left_after_a_passing_trial(tmp_path, trace_path, capacity):
+    # Loss recovery too: its record rings in /dev/shm must go with the run.
+    run_trial(TrialConfig(nf="ddos", cores=2, rate_pps=rate_for(capacity, 2),
+                          recovery=True), trace_path, tmp_path)
     assert leftovers() == {}
 
 

@@ -35,6 +35,7 @@ from nfs.packet import parse
 from nfs.worker import Replica, ShardCore
 from sequencer import header as h
 from sequencer.shim import Sequencer
+from tests.emulation.conftest import rate_for
 
 SEED = 5
 GEN_FRAMES = 200
@@ -44,8 +45,8 @@ NF = "conntrack"
 CORES = 2
 MAX_SIZE = 300  # well under the links' MTU: every frame injected is sent
 
-_SCR_FIELDS = [(12, 2), (14, 1), (15, 1), (16, 1), (17, 1), (18, 2), (20, 1), (21, 1),
-               (22, 4)]
+_SCR_FIELDS = [(12, 2), (14, 1), (15, 1), (16, 1), (17, 1), (18, 1), (19, 1), (20, 1),
+               (21, 1), (22, 4)]
 _IPV4_FIELDS = [(12, 2), (14, 1), (16, 2), (23, 1), (46, 1)]
 
 
@@ -73,7 +74,8 @@ def mutate(rng: random.Random, frame: bytes, fields: list[tuple[int, int]]) -> b
 def scr_shaped(rng: random.Random) -> bytes:
     header = h.SCR_HEADER.pack(h.SCR_MAGIC, h.SCR_VERSION, rng.randint(0, 255) & ~h.FLAG_STOP,
                                rng.randint(0, 3), rng.randint(0, 40), rng.randint(0, 3),
-                               rng.randint(0, 3), rng.getrandbits(32), rng.getrandbits(64))
+                               rng.randint(0, 3), rng.randint(0, 3), rng.getrandbits(32),
+                               rng.getrandbits(64))
     eth = h.ETH_HEADER.pack(h.mac_bytes(h.DUMMY_DST_MAC), h.mac_bytes(h.slot_mac(0)),
                             h.ETH_P_SCR)
     return eth + header + rng.randbytes(rng.randint(0, 80))
@@ -142,7 +144,7 @@ _SCR_TYPE = h.ETH_P_SCR.to_bytes(2, "big")
 
 @pytest.mark.parametrize("strategy", ["scr", "shard"])
 def test_random_and_mutated_frames_are_counted_and_the_run_goes_on(tmp_path, trace_frames,
-                                                                   strategy):
+                                                                   strategy, capacity):
     rng = random.Random(SEED)
     trace = trace_frames[:TRACE_PACKETS]
     at_generator = generator_side(rng, trace, GEN_FRAMES)
@@ -153,8 +155,10 @@ def test_random_and_mutated_frames_are_counted_and_the_run_goes_on(tmp_path, tra
     mixed_path = tmp_path / "mixed.pcap"
     write_pcap(mixed_path, mixed)
 
-    config = TrialConfig(nf=NF, cores=CORES, rate_pps=2000, strategy=strategy,
-                         core_share=None, rx_queue_bytes=4 << 20)  # no drop may blur counts
+    # Whole CPUs and big queues at a fraction of what quota-limited cores carry: no drop
+    # may blur the counts.
+    config = TrialConfig(nf=NF, cores=CORES, rate_pps=rate_for(capacity, CORES),
+                         strategy=strategy, core_share=None, rx_queue_bytes=4 << 20)
     out = tmp_path / "run"
     with Testbed(config, out) as bed:
         bed.inject(bed.plan.core_port(0), at_core)
@@ -177,7 +181,7 @@ def test_random_and_mutated_frames_are_counted_and_the_run_goes_on(tmp_path, tra
     assert cores[1]["malformed"] == {}
     assert result["sequenced"] == result["processed"] == len(trace)
     assert result["stopped_by_marker"]
-    assert result["check_equivalent"] and result["check_strict"], result
+    assert result["check_equivalent"], result["check_problems"]
 
 
 def _reason(frame: bytes) -> str:

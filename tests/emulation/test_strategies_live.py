@@ -15,11 +15,13 @@ from experiments.mlffr import find_mlffr
 from experiments.trial import SHM_DIR, TrialConfig, run_trial
 from nfs import NF_CLASSES
 from nfs.packet import parse
+from tests.emulation.conftest import rate_for
 
 # The emulation trace has a 30-packet DDoS threshold in its design; the other NFs' defaults
 # already decide both ways on it (tests/unit/test_nfs.py checks that).
 NF_PARAMS = {"ddos": {"threshold": 30}}
-# Generous quotas: these tests check behaviour, not capacity, and CI machines are noisy.
+# Generous quotas on top of rates well under the measured capacity: these tests check
+# behaviour, not capacity, and CI machines are noisy.
 SHARE = 0.5
 
 
@@ -34,20 +36,22 @@ def keys_by_core(trial_dir: Path, frames: list[bytes], nf) -> dict[tuple, set[in
 
 
 @pytest.mark.parametrize("nf", sorted(NF_CLASSES))
-def test_scr_equals_sequential_for_every_nf(tmp_path, trace_path, trace_frames, nf):
+def test_scr_equals_sequential_for_every_nf(tmp_path, trace_path, trace_frames, nf,
+                                            capacity):
     result = run_trial(TrialConfig(nf=nf, nf_params=NF_PARAMS.get(nf, {}), cores=4,
-                                   rate_pps=1200, core_share=SHARE), trace_path, tmp_path)
+                                   rate_pps=rate_for(capacity, 4), core_share=SHARE),
+                       trace_path, tmp_path)
     assert result["processed"] == len(trace_frames)
-    assert result["check_equivalent"] and result["check_strict"], result
+    assert result["check_equivalent"], result["check_problems"]
     assert 0 < result["passed"] < len(trace_frames)
-    assert result["round_robin"]
+    assert result["steered"]
 
 
 @pytest.mark.parametrize("nf", sorted(NF_CLASSES))
 def test_shard_keeps_every_key_on_one_core_and_equals_sequential(tmp_path, trace_path,
-                                                                 trace_frames, nf):
-    config = TrialConfig(nf=nf, nf_params=NF_PARAMS.get(nf, {}), cores=4, rate_pps=1200,
-                         strategy="shard", core_share=SHARE)
+                                                                 trace_frames, nf, capacity):
+    config = TrialConfig(nf=nf, nf_params=NF_PARAMS.get(nf, {}), cores=4,
+                         rate_pps=rate_for(capacity, 4), strategy="shard", core_share=SHARE)
     result = run_trial(config, trace_path, tmp_path)
     assert result["processed"] == len(trace_frames)
     assert result["stopped_by_marker"]  # STOP frames reach every core in shard mode too
@@ -55,13 +59,15 @@ def test_shard_keeps_every_key_on_one_core_and_equals_sequential(tmp_path, trace
     assert sum(n > 0 for n in result["per_core"]) >= 2, result["per_core"]
     spread = keys_by_core(tmp_path, trace_frames, NF_CLASSES[nf]())
     assert all(len(cores) == 1 for cores in spread.values())
-    assert result["check_equivalent"] and result["check_strict"], result
+    assert result["check_equivalent"], result["check_problems"]
 
 
-def test_lock_shares_one_table_and_cleans_it_up(tmp_path, trace_path, trace_frames):
+def test_lock_shares_one_table_and_cleans_it_up(tmp_path, trace_path, trace_frames,
+                                                capacity):
     before = set(SHM_DIR.glob("scr-testbed-*"))
-    config = TrialConfig(nf="ddos", nf_params=NF_PARAMS["ddos"], cores=4, rate_pps=1200,
-                         strategy="lock", core_share=SHARE, transfer_work=50)
+    config = TrialConfig(nf="ddos", nf_params=NF_PARAMS["ddos"], cores=4,
+                         rate_pps=rate_for(capacity, 4), strategy="lock", core_share=SHARE,
+                         transfer_work=50)
     result = run_trial(config, trace_path, tmp_path)
     assert result["processed"] == len(trace_frames)
     # Counting commutes: whatever order the cores took the locks in, the shared table ends
@@ -74,45 +80,54 @@ def test_lock_shares_one_table_and_cleans_it_up(tmp_path, trace_path, trace_fram
     assert all('"moved"' in c for c in cores)  # the state really moved between cores
 
 
-def test_single_is_one_core_and_equals_sequential(tmp_path, trace_path, trace_frames):
-    result = run_trial(TrialConfig(nf="knock", cores=1, rate_pps=1200, strategy="single",
-                                   core_share=SHARE), trace_path, tmp_path)
+def test_single_is_one_core_and_equals_sequential(tmp_path, trace_path, trace_frames,
+                                                  capacity):
+    result = run_trial(TrialConfig(nf="knock", cores=1, rate_pps=rate_for(capacity, 1),
+                                   strategy="single", core_share=SHARE), trace_path, tmp_path)
     assert result["per_core"] == [len(trace_frames)]
-    assert result["check_equivalent"] and result["check_strict"]
+    assert result["check_equivalent"], result["check_problems"]
 
 
-def test_cores_run_under_their_cpu_quota(tmp_path, trace_path):
+def test_cores_run_under_their_cpu_quota(tmp_path, trace_path, capacity, costs):
     """At 0.1 CPU each, the cores are throttled while the traffic runs, and a trial offered
     far more than they can do loses packets at their RX queues (counted), not elsewhere."""
-    config = TrialConfig(nf="ddos", nf_params={"work": 3000}, cores=2, rate_pps=1500,
-                         core_share=0.1)
+    # 220 µs of work per packet on top of a light core's cost, offered what two light
+    # cores carry: at least 3x too much.
+    config = TrialConfig(nf="ddos", nf_params={"work": costs.rounds(220)}, cores=2,
+                         rate_pps=rate_for(capacity, 2, load=1.0), core_share=0.1)
     result = run_trial(config, trace_path, tmp_path)
     assert all(t.get("nr_throttled", 0) > 0 for t in result["throttled"]), result["throttled"]
-    assert result["loss"] > 0.1
+    assert result["loss"] > 0.1, result
     assert result["core_rx_dropped"] > 0
-    assert result["sent"] - result["processed"] == result["core_rx_dropped"]
+    # Every frame a core never processed is one its queue dropped (the kernel's count may
+    # add a STOP frame or two, dropped too).
+    lost = result["sent"] - result["processed"]
+    assert lost <= result["core_rx_dropped"] <= lost + 2 * 5
+    assert result["check_unexplained_losses"] == 0
     # Losing packets before a core is not divergence: each replica equals the reference
-    # without the updates it never received, and the strict check says it lost some.
-    assert result["check_equivalent"] and not result["check_strict"]
+    # without the updates it never received (consistent), but not strictly equivalent.
+    assert result["check_consistent"] and not result["check_equivalent"], result
     assert not list(Path("/sys/fs/cgroup/cpu").glob("scr-testbed-*"))
 
 
 def test_fidelity_monitor_flags_a_generator_that_cannot_keep_up(tmp_path, trace_path):
+    # Half a million packets per second: no Python sender reaches that on any machine.
     result = run_trial(TrialConfig(nf="ddos", cores=1, rate_pps=500_000, core_share=None,
                                    packets=1200), trace_path, tmp_path)
     assert result["faithful"] is False
     assert "generator" in result["bottleneck"]
 
 
-def test_mlffr_search_on_real_trials(tmp_path, trace_path):
+def test_mlffr_search_on_real_trials(tmp_path, trace_path, capacity, costs):
     """A short real search on one emulated core: the reported rate passed, a higher one
     failed, and the search bracketed the capacity."""
     def trial(rate: float) -> dict:
-        config = TrialConfig(nf="ddos", nf_params={"work": 1500}, cores=1, rate_pps=rate,
-                             strategy="single", core_share=0.1)
+        config = TrialConfig(nf="ddos", nf_params=costs.nf_params(), cores=1,
+                             rate_pps=rate, strategy="single", core_share=0.1)
         return run_trial(config, trace_path, tmp_path / f"rate{rate:.0f}")
 
-    search = find_mlffr(trial, 3000, max_steps=3, precision=0.2)
-    assert 0 < search.mlffr < 3000 and not search.ceiling
+    start = rate_for(capacity, 1, load=1.5)  # a light core's: above this heavier one's
+    search = find_mlffr(trial, start, max_steps=3, precision=0.2)
+    assert 0 < search.mlffr < start and not search.ceiling
     assert search.best["loss"] <= 0.04
     assert any(rate > search.mlffr and r["loss"] > 0.04 for rate, r in search.steps)

@@ -249,7 +249,8 @@ AS_NON_ROOT = ("import os, runpy, sys; os.geteuid = lambda: 65534; "
 
 
 @pytest.mark.parametrize("name", ["skew_sweep", "core_sweep", "loss_sweep", "async_latency",
-                                  "failover", "core_failover", "soak", "bench_datapath"])
+                                  "failover", "core_failover", "soak", "bench_datapath",
+                                  "bench_failover"])
 def test_experiments_without_root(name, tmp_path, empty_path):
     results = tmp_path / "results"
     # The empty PATH is the safety net: were the root check gone, the script would stop at

@@ -1,5 +1,7 @@
 """SCR core failover without a network: the spray command's wire format, the shim obeying
-it, the controller's core watch and rules, and the experiments' pure parts (fault schedules, the soak's periodic faults, their command lines)."""
+it (histories stay continuous through a respray), the controller's core watch and rules,
+and the experiments' pure parts (fault schedules, the soak's periodic faults, their command
+lines)."""
 
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def test_shim_obeys_a_spray_command_from_the_next_packet_on():
     # 2 records (spray - 1) keep its history continuous. The header's core count stays.
     assert [hdr.count for hdr in headers] == [2, 2, 2, 2, 2, 2]
     assert {hdr.spray for hdr in headers} == {3} and {hdr.n_cores for hdr in headers} == {4}
-    assert seq.reconfigs == [{"seq": 5, "epoch": 1, "cores": [0, 2, 3], "t_ns": 99}]
+    assert seq.reconfigs == [{"seq": 5, "epoch": 1, "cores": [0, 2, 3], "t_ns": 99, "event": 0}]
     assert [h.unpack_header(f).slot for f in seq.stop_frames(0)] == [0, 2, 3]
     # Stale, unknown-core and malformed commands change nothing; only the first two count.
     assert seq.control(h.spray_frame(1, [0]), 0) == []
@@ -177,3 +179,25 @@ def test_worker_recovery_flags_fail_in_one_line(argv, message, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_stop_rounds_and_a_respray_at_one_sequence_number_keep_the_history_rule():
+    """At the end of a run a core may exit (and fall silent) between two STOP rounds: the
+    controller resprays at the same sequence number. The oracle replays the control events
+    in the order they happened, so each STOP frame is judged by the spray it was sent in."""
+    from experiments.offline import ground_truth
+    from nfs.oracle import protocol_errors
+
+    seq = Sequencer(make_nf("ddos"), 4)
+    for i in range(10):
+        seq.sequence(FRAME, i)
+    seq.stop_frames(10)
+    seq.control(h.spray_frame(1, [1, 2, 3]), 11)
+    seq.stop_frames(12)
+    truth = ground_truth(seq)
+    assert [s["history"] for s in truth.stops] == [3, 3, 3, 3, 2, 3, 2]
+    assert protocol_errors(truth) == []
+    # Judged in the wrong order (the respray first), the first round breaks the rule.
+    for reconfig in truth.reconfigs:
+        reconfig["event"] = -1
+    assert protocol_errors(truth)

@@ -1,0 +1,201 @@
+"""Benchmark: the core-failover experiment repeated, to show how often its results hold.
+
+One run of ``core_failover.py`` says what happened once. This runs it ``--runs`` times with
+the same configuration (the capacity is measured once, first, and every run offers the
+same rate: ``--load`` of what the N-1 survivors carry) and counts, over the runs: the
+state kept (strictly equivalent to one core; under overload, consistent with the ground
+truth), the replicas equal to each other, the rate back within 2 s (not under overload),
+and it reports each run's recovery and detection times, the fetch latency (p50, p99) and
+the packets dropped by cause.
+
+Usage (as root)::
+
+    sudo python experiments/bench_failover.py                # 10 runs at 0.75 x survivors
+    sudo python experiments/bench_failover.py --load 1.5     # 10 runs of overload
+
+Results: ``results/bench_failover/<timestamp>/`` with ``config.json``, ``capacity/`` (the
+probes), ``runs.csv`` (one row per run), ``bench_failover.png`` (drawn from ``runs.csv`` by
+:func:`plot_runs`: recovery time and fetch p99 per run) and ``run<k>/`` (each run's
+``core_failover`` folder). A benchmark, not a test: it prints figures and exits 1 when a
+run failed its required checks.
+
+Caveats: the runs are sequential on one machine and share its noise (10-20 % here); a run
+the fidelity monitor marks not faithful is counted and shown, not dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_VENV = Path(__file__).resolve().parent.parent / ".venv"
+if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
+    # Re-run inside the project's environment, with nothing but the standard library so far.
+    _python = _VENV / "bin" / "python"
+    if not _python.exists():
+        sys.exit(f"bench_failover: the testbed is not set up: run `sudo make setup` in "
+                 f"{_VENV.parent}")
+    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+import csv  # noqa: E402
+import statistics  # noqa: E402
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # no display on a testbed machine
+import matplotlib.pyplot as plt  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from experiments import core_failover  # noqa: E402
+from experiments.argtypes import positive_int  # noqa: E402
+from experiments.capacity import prepare_run  # noqa: E402
+from experiments.results import CsvLog  # noqa: E402
+from experiments.trace_files import TraceError  # noqa: E402
+from experiments.trial import TrialError, start_experiment  # noqa: E402
+
+RUNS_CSV = "runs.csv"
+PLOT = "bench_failover.png"
+COLUMNS = ["run", "passed", "states_equal_reference", "consistent", "replicas_equal",
+           "rate_recovered", "detected_s", "recovery_s", "fetches", "fetch_us_p50",
+           "fetch_us_p99", "recovered_records", "lost_everywhere", "at_dead_core",
+           "core_queue_full", "injected", "faithful", "bottleneck", "offered_pps", "error"]
+
+
+def row_of(run: int, result: dict) -> dict:
+    kill = result["kills"][0] if result["kills"] else {}
+    return {
+        "run": run, "passed": result["passed"],
+        **{k: result["checks"][k] for k in ("states_equal_reference", "consistent",
+                                            "replicas_equal", "rate_recovered")},
+        "detected_s": kill.get("detected_s"), "recovery_s": kill.get("recovery_s"),
+        "fetches": result["fetches"], "fetch_us_p50": result["fetch_us_p50"],
+        "fetch_us_p99": result["fetch_us_p99"],
+        "recovered_records": result["recovered_records"],
+        "lost_everywhere": result["lost_everywhere"],
+        **{k: result["dropped"][k] for k in ("at_dead_core", "core_queue_full",
+                                             "injected")},
+        "faithful": result["check"]["faithful"], "bottleneck": result["check"]["bottleneck"],
+        "offered_pps": result["offered_pps"],
+    }
+
+
+def _floats(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key) not in ("", None, "None")]
+
+
+def _spread(values: list[float], unit: str = "") -> str:
+    if not values:
+        return "-"
+    return (f"{statistics.median(values):.3g}{unit} "
+            f"({min(values):.3g}-{max(values):.3g})")
+
+
+def summary_table(rows: list[dict], overload: bool) -> str:
+    """Counts over the runs and medians with their range."""
+    def count(key: str) -> str:
+        return f"{sum(str(r.get(key)) == 'True' for r in rows)} / {len(rows)}"
+
+    lines = [
+        ["runs that passed their required checks", count("passed")],
+        ["state strictly equal to one core" + (" (reported)" if overload else ""),
+         count("states_equal_reference")],
+        ["state consistent with the ground truth", count("consistent")],
+        ["replicas equal to each other", count("replicas_equal")],
+        ["rate back within 2 s" + (" (reported)" if overload else ""),
+         count("rate_recovered")],
+        ["faithful runs", count("faithful")],
+        ["detection (s): median (range)", _spread(_floats(rows, "detected_s"))],
+        ["rate back (s): median (range)", _spread(_floats(rows, "recovery_s"))],
+        ["fetch p50 (µs): median (range)", _spread(_floats(rows, "fetch_us_p50"))],
+        ["fetch p99 (µs): median (range)", _spread(_floats(rows, "fetch_us_p99"))],
+        ["records fetched: median (range)", _spread(_floats(rows, "recovered_records"))],
+        ["records lost at every core: median (range)",
+         _spread(_floats(rows, "lost_everywhere"))],
+        ["dropped at a full core queue: median (range)",
+         _spread(_floats(rows, "core_queue_full"))],
+        ["dropped at the dead core: median (range)", _spread(_floats(rows, "at_dead_core"))],
+    ]
+    return tabulate(lines, headers=["", "over the runs"], tablefmt="github",
+                    disable_numparse=True)
+
+
+def plot_runs(run_dir: Path) -> Path:
+    """Recovery time and fetch p99 of each run (``runs.csv``), failed runs in red."""
+    with open(Path(run_dir) / RUNS_CSV, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not r.get("error")]
+    if not rows:
+        raise ValueError(f"{run_dir / RUNS_CSV} has no finished run")
+    runs = [int(r["run"]) for r in rows]
+    colors = ["tab:blue" if r["passed"] == "True" else "tab:red" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.bar(runs, [float(r["recovery_s"]) if r["recovery_s"] not in ("", "None") else 0
+                    for r in rows], color=colors)
+    left.axhline(core_failover.RECOVERY_LIMIT_S, color="k", linestyle="--",
+                 label="2 s limit")
+    left.set(xlabel="run", ylabel="rate back to 90 % (s)", title="recovery after the kill")
+    left.legend(fontsize=8)
+    right.bar(runs, [float(r["fetch_us_p99"]) / 1000 if r["fetch_us_p99"] not in ("", "None")
+                     else 0 for r in rows], color=colors)
+    right.set(xlabel="run", ylabel="fetch p99 (ms)", title="record fetch latency")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    path = Path(run_dir) / PLOT
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv: list[str] | None):
+    parser = core_failover.build_parser("bench_failover", __doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=positive_int, default=10, help="repetitions")
+    return core_failover.finish_args(parser, parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if (status := start_experiment("bench_failover")) is not None:
+        return status
+    try:
+        bench_dir, imported, config, capacity, _costs = prepare_run(
+            "bench_failover", args, args.config, args.cores - 1)
+    except TraceError as err:
+        print(f"bench_failover: {err}", file=sys.stderr)
+        return 2
+    except (TrialError, KeyboardInterrupt) as err:
+        print(f"bench_failover: {err or 'interrupted'}", file=sys.stderr)
+        return 1
+    overload = capacity is not None and args.load > 1
+    log = CsvLog(bench_dir / RUNS_CSV, COLUMNS)
+    rows = []
+    print(f"bench_failover: {args.runs} runs at {config.rate_pps:.0f} pps"
+          + (f" ({args.load:g} x the survivors' {capacity.rate(1, args.cores - 1):.0f})"
+             if capacity else "") + f" -> {bench_dir}", file=sys.stderr)
+    try:
+        for run in tqdm(range(args.runs), desc="bench_failover", unit="run", file=sys.stderr):
+            run_dir = bench_dir / f"run{run}"
+            run_dir.mkdir()
+            try:
+                _dir, result = core_failover.run_with_faults(
+                    "core_failover", config, args.faults, args.duration, run_dir, imported,
+                    args.skew, args.seed + run, overload=overload)
+                row = row_of(run, result)
+            except TrialError as err:
+                row = {"run": run, "passed": False, "error": str(err)}
+            log.append(row)
+            rows.append(row)
+            tqdm.write(f"run {run}: {'passed' if row['passed'] else 'FAILED'}"
+                       f"{' ' + row['error'] if row.get('error') else ''}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\nbench_failover: interrupted; finished runs are in {bench_dir / RUNS_CSV}",
+              file=sys.stderr)
+        return 130
+    print(summary_table(rows, overload))
+    print(f"\nplot: {plot_runs(bench_dir)}\nresults: {bench_dir}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
