@@ -2,23 +2,24 @@
 
 SCR's replicas stay equal only while every core sees every history record. Here the shim
 drops a seeded fraction of the packets it stamped (``--losses``, the injected loss) before
-they reach a core, and each SCR core, with ``--recovery on``, keeps a log of the records it
-saw and fetches the ones it missed from its peers' logs (``nfs/recovery.py``). For every NF
-and injected loss rate the sweep measures SCR's MLFFR and checks, in every trial:
+they reach a core, and each SCR core, with ``--recovery on``, keeps a ring of the records it
+saw in shared memory and reads the ones it missed from its peers' rings
+(``nfs/recovery.py``). For every NF and injected loss rate the sweep measures SCR's MLFFR
+and checks, in every trial:
 
-* ``check_equivalent``: every replica and every verdict equal one core processing the same
-  packets in the sequencer's order, without the updates no core ever had;
-* ``check_complete``: every replica holds every update some core had, i.e. recovery filled
-  every gap that a peer could fill.
+* ``check_equivalent`` (strict): every replica and every verdict equal one core processing
+  *every* sequenced packet in the sequencer's order: recovery filled every gap;
+* ``check_consistent``: the same without the updates the ground truth shows no core ever
+  had (each gap a replica declares is checked against what the cores received).
 
 The trial's ``loss`` (what the MLFFR search judges) leaves the injected drops out, so the
 search measures what the cores sustain while they recover, not the injection itself.
 
 Acceptance target (the paper's Fig. 9 claim): at 1 % injected loss, for every NF, the states
-equal the reference for the packets not lost at every core (``check_equivalent`` and
-``check_complete`` true), and the MLFFR with recovery is at least 80 % of the MLFFR at no
-loss. The table's "vs no loss" column is that ratio; ``loss.png`` draws it, with the 80 %
-line. See ``experiments.sweep`` for what each run writes (``results/loss_sweep/<timestamp>/``).
+equal the reference (``check_equivalent``), and the MLFFR with recovery is at least 80 % of
+the MLFFR at no loss. The table's "vs no loss" column is that ratio; ``loss.png`` draws it,
+with the 80 % line. See ``experiments.sweep`` for what each run writes
+(``results/loss_sweep/<timestamp>/``).
 
 Usage (as root)::
 
@@ -31,8 +32,9 @@ next N-1 packets' histories; the core it was meant for lacks N records (its pack
 history it carried) and fetches them from its peers. A record that no core got (its packet
 and the N-1 after it all dropped: ``lost_everywhere``) is gone for every replica alike, which
 the checks allow for.
-Fetches run over TCP on the NF host's loopback, inside the cores' CPU quotas. With
-``--recovery off`` the replicas keep their gaps: ``check_complete`` may then be false.
+A fetch reads shared memory (microseconds) but may wait for a peer that has not reached
+the record yet (its CPU quota): the fetch latency is in the table. With ``--recovery off``
+the replicas keep their gaps: consistent, not equivalent.
 Throughputs move by 10-20 % between runs on this two-CPU machine (see the README): compare
 the ratio within one run. Started with any Python, it re-executes itself in the project's
 virtual environment.

@@ -105,6 +105,7 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
     stops = seq.stop_frames(ts_of(len(outputs)))
     drops = set(queue_drops)
     rings: list[Path] = []
+    cores: list[Core] = []
     if recovery:
         if ring_dir is None:
             raise ValueError("recovery needs a ring_dir for the record logs")
@@ -115,7 +116,7 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
                 if recovery:
                     return RecoveringReplica(nf, core, n, Path(ring_dir) / "offline")
                 return Replica(nf, core, n)
-        cores = [make_core(nf_factory(), c, n_cores) for c in range(n_cores)]
+        cores += [make_core(nf_factory(), c, n_cores) for c in range(n_cores)]
         queues = [queue.Queue() for _ in range(n_cores)]
         errors: list[BaseException] = []
         threads = [threading.Thread(target=_drain, args=(core, q, errors), daemon=True)
@@ -141,10 +142,10 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
         if errors:
             raise errors[0]
         held = _held(rings, seq.nf.record_size) if recovery else None
+    finally:
         for core in cores:
             if isinstance(core, RecoveringReplica):
                 core.close()
-    finally:
         remove_logs(rings)
     truth = ground_truth(seq)
     reports = [report(core, dropped[core.core]) for core in cores]

@@ -184,8 +184,8 @@ def obeyed_stop(truth: GroundTruth, report: CoreReport) -> dict | None:
     """The STOP frame a core stopped at (the one that took it to ``applied``), if any."""
     if not report.stopped:
         return None
-    return next((stop for stop in truth.stops
-                 if stop["core"] == report.core and stop["seq"] == report.applied + 1), None)
+    return next((stop for stop in truth.stops if stop["core"] == report.core
+                 and stop["seq"] == report.applied + 1 and stop.get("sent", True)), None)
 
 
 # --- every packet no core processed was dropped where the ground truth says so -----------
@@ -223,11 +223,15 @@ def unexplained_losses(truth: GroundTruth, reports: list[CoreReport]) -> list[st
         missing = [s for s, core in enumerate(truth.cores[:end])
                    if core == report.core and s >= report.joined_at
                    and s not in truth.dropped and s not in done]
-        need = len(missing) + (not report.stopped)
+        # A STOP frame that never arrived is one more frame lost (if one was sent to it:
+        # the sequencer sends STOP frames only to the cores it sprays over).
+        sent_stop = any(stop["core"] == report.core and stop.get("sent", True)
+                        for stop in truth.stops)
+        need = len(missing) + (not report.stopped and sent_stop)
         if need > report.rx_dropped:
             what = f"{len(missing)} frames sent to it (seq {_some(missing)})" if missing \
                 else "no frame sent to it"
-            stop = "" if report.stopped else " and its STOP frame"
+            stop = "" if report.stopped or not sent_stop else " and its STOP frame"
             errors.append(f"core {report.core} never processed {what}{stop}, but its "
                           f"queue dropped only {report.rx_dropped} frames")
     return errors
@@ -244,7 +248,11 @@ def _some(seqs: list[int], shown: int = 5) -> str:
 def coverage(truth: GroundTruth, report: CoreReport) -> set[int]:
     """The records a replica received: each processed frame's history and own record, its
     STOP frame's history, and what its snapshot held (a replacement)."""
-    have: set[int] = set(range(report.joined_at))
+    # A replacement's snapshot holds every update before it, but for the gaps its donor
+    # had (and handed on): those it never had.
+    inherited = {s for lo, hi in report.gaps if lo < report.joined_at
+                 for s in range(lo, min(hi, report.joined_at - 1) + 1)}
+    have: set[int] = set(range(report.joined_at)) - inherited
     for seq, _v, _c in report.log:
         have.update(range(seq - truth.history[seq], seq + 1))
     stop = obeyed_stop(truth, report)

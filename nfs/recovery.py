@@ -73,7 +73,9 @@ from sequencer import header as h
 PEER_HOST = "127.0.0.1"
 PEER_BASE_PORT = 7100  # core i's snapshot server: PEER_BASE_PORT + i, in the NF host namespace
 DEFAULT_LOG_RECORDS = 1 << 16
-FETCH_TIMEOUT_S = 2.0  # give up on a record after this long (a peer that is stuck)
+#: Give up on a record after this long: a peer that is alive but gets no frame (stuck). The
+#: oracle fails a run where that lost a record some core had, so it is long.
+FETCH_TIMEOUT_S = 5.0
 POLL_S = 0.0002  # the first wait for a peer that is behind; doubled up to MAX_POLL_S
 MAX_POLL_S = 0.001
 CONNECT_TIMEOUT_S = 1.0
@@ -156,12 +158,15 @@ class _Ring:
         except OSError as err:
             raise OSError(err.errno, f"cannot open the record log {path}: "
                                      f"{err.strerror}") from None
+        self.mem = None
         try:
             self.mem = mmap.mmap(self.fd, 0)
             magic, version, size, capacity = _HEADER.unpack_from(self.mem, 0)
             if (magic, version, size) != (_MAGIC, _VERSION, record_size):
                 raise ValueError(f"{path} is not a record log of {record_size}-byte records")
         except (OSError, ValueError, struct.error):
+            if self.mem is not None:
+                self.mem.close()
             os.close(self.fd)
             raise
         self.path = path
@@ -200,10 +205,11 @@ class _Ring:
 
 class RecordLog(_Ring):
     """This core's own ring: it writes records, its horizon and its stop mark, and holds the
-    file's lock while it lives."""
+    file's lock while it lives (from :meth:`own` on: until then, readers take the ring as
+    its previous owner left it, final)."""
 
-    def __init__(self, path: Path, record_size: int):
-        super().__init__(path, record_size)
+    def own(self) -> None:
+        """Take the ring over: from now on readers wait for this core's horizon."""
         # A reader testing whether the previous owner died holds the lock for microseconds;
         # a live owner holds it for good (two cores on one ring: a harness bug).
         deadline = time.monotonic() + OWNER_TIMEOUT_S
@@ -213,8 +219,8 @@ class RecordLog(_Ring):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    self.close()
-                    raise OSError(f"the record log {path} belongs to a live core") from None
+                    raise OSError(f"the record log {self.path} belongs to a live core") \
+                        from None
                 time.sleep(0.001)
         self.mem[_STOPPED_OFFSET] = 0
 
@@ -350,20 +356,31 @@ class RecoveringReplica(Replica):
     """An SCR replica that logs its records and fetches missing ones from its peers' logs."""
 
     def __init__(self, nf: NetworkFunction, core: int, n_cores: int, log_prefix: str | Path,
-                 base_port: int = PEER_BASE_PORT, fetch_timeout_s: float = FETCH_TIMEOUT_S):
+                 base_port: int = PEER_BASE_PORT, fetch_timeout_s: float = FETCH_TIMEOUT_S,
+                 joining: bool = False):
         super().__init__(nf, core, n_cores)
+        self.server: SnapshotServer | None = None
         self.log = RecordLog(log_path(log_prefix, core), nf.record_size)
-        self.peer_logs = {c: PeerLog(log_path(log_prefix, c), nf.record_size)
-                          for c in range(n_cores) if c != core}
-        self.horizon = -1  # the highest sequence number received (frames, not fetches)
-        self.log.set_horizon(-1)
+        self.peer_logs: dict[int, PeerLog] = {}
+        try:
+            for c in range(n_cores):
+                if c != core:
+                    self.peer_logs[c] = PeerLog(log_path(log_prefix, c), nf.record_size)
+            if not joining:
+                self.log.own()
+        except BaseException:
+            self.close()
+            raise
+        # The highest sequence number received (frames, not fetches). A replacement leaves
+        # the ring's horizon as the dead core left it until its first frame: it must not
+        # claim records it has in its snapshotted state but not in its ring.
+        self.horizon = -1
         self.lock = threading.Lock()
         self.base_port = base_port
         self.peers = sorted(self.peer_logs)
         self.fetch_timeout_s = fetch_timeout_s
         self.fetch_s = 0.0  # wall time spent waiting for peers
         self.fetch_us = array("d")  # every fetch's wall time, for its percentiles
-        self.server: SnapshotServer | None = None
         self.joined_at = 0  # a replacement core starts from a snapshot: updates before it
 
     @property
@@ -380,7 +397,7 @@ class RecoveringReplica(Replica):
         if self.server is not None:
             self.server.close()
         for ring in (self.log, *self.peer_logs.values()):
-            ring.close()
+            ring.close()  # the kernel drops the ring's lock with its last descriptor
 
     def handle(self, frame: bytes) -> bytes | None:
         with self.lock:
@@ -391,20 +408,19 @@ class RecoveringReplica(Replica):
             self.horizon = seq
             self.log.set_horizon(seq)
 
-    def _fast_forward(self, frame: bytes, first: int, seq: int) -> None:
-        # Log the frame's records and raise the horizon first: a peer may be waiting for
-        # them while this core waits for its own missing records.
+    def _received(self, frame: bytes, first: int, seq: int, pkt, ts: int) -> None:
+        # Log every record the frame brings, its own packet's too, and only then raise the
+        # horizon: a peer that sees the horizon past a record takes this ring's answer as
+        # final, and may be waiting for these records while this core waits for its own
+        # missing ones.
         size, put = self._record_size, self.log.put
         offset = h.PAYLOAD_OFFSET
         for record_seq in range(first, seq):
             put(record_seq, frame[offset:offset + size])
             offset += size
+        if pkt is not None:
+            put(seq, self.nf.pack_record(pkt, ts))
         self._raise_horizon(seq)
-        super()._fast_forward(frame, first, seq)
-
-    def _process(self, pkt, ts: int, seq: int) -> int:
-        self.log.put(seq, self.nf.pack_record(pkt, ts))
-        return super()._process(pkt, ts, seq)
 
     def note_gap(self, first: int) -> None:
         """Records ``applied+1 .. first-1`` did not come with the frame: fetch them from
@@ -412,6 +428,13 @@ class RecoveringReplica(Replica):
         lo, hi = self.applied + 1, first - 1
         if hi < lo:
             return
+        if hi - lo >= self.log.capacity:
+            # Older than any ring holds (or a frame from a far future): lost, unasked.
+            oldest = hi - self.log.capacity + 1
+            self.applied = lo - 1
+            super().note_gap(oldest)
+            self.stats["lost_everywhere"] += oldest - lo
+            lo = oldest
         found = self.fetch(lo, hi)
         self.stats["recovered"] += len(found)
         unpack, put = self._unpack_record, self.log.put
@@ -489,9 +512,9 @@ class RecoveringReplica(Replica):
 
 
 def join(replica: RecoveringReplica, timeout_s: float = 10.0) -> int:
-    """Start ``replica`` (a replacement core) from a live peer's snapshot: its state, the
-    sequence number it is at, its transition chain and the records it lacks. Returns the
-    donor's core id."""
+    """Start ``replica`` (a replacement core, made with ``joining=True``) from a live peer's
+    snapshot: its state, the sequence number it is at, its transition chain and the records
+    it lacks; then it takes its ring over. Returns the donor's core id."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for peer in replica.peers:
@@ -500,10 +523,12 @@ def join(replica: RecoveringReplica, timeout_s: float = 10.0) -> int:
                     peer_port(peer, replica.base_port), replica.nf)
                 replica.state.update(state)
                 replica.applied = applied
-                replica._raise_horizon(applied)
                 replica.chain = chain
                 replica.gaps.extend(tuple(g) for g in gaps)
                 replica.joined_at = applied + 1
+                # Only now does its ring come alive: a peer that waited on it before would
+                # have waited on the donor's snapshot, and the donor on that peer.
+                replica.log.own()
                 return peer
         time.sleep(0.05)
     raise OSError(f"core {replica.core}: no peer gave a snapshot within {timeout_s:.0f} s")

@@ -200,6 +200,7 @@ class Replica(Core):
             # it again would count it twice.
             self.malformed["stale_seq"] += 1
             return None
+        self._received(frame, seq - hdr.count, seq, pkt, hdr.timestamp_ns)
         self._fast_forward(frame, seq - hdr.count, seq)
         if stop:
             self.stopped = True
@@ -207,6 +208,10 @@ class Replica(Core):
         verdict = self._process(pkt, hdr.timestamp_ns, seq)
         self.applied = seq
         return self._done(seq, pkt.trace_id, verdict, frame[inner:])
+
+    def _received(self, frame: bytes, first: int, seq: int, pkt, ts: int) -> None:
+        """A valid frame arrived, with the records of ``first .. seq-1`` and, unless it is
+        a STOP frame, packet ``seq`` (``pkt``): a hook, before anything is applied."""
 
     def _process(self, pkt, ts: int, seq: int) -> int:
         """Run the NF on this core's own packet (a subclass may also keep what it needs)."""
@@ -395,7 +400,7 @@ def run(core: Core, iface: str, rcvbuf: int = SOCKET_BUFFER) -> None:
 def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
               table_path: Path | None = None, transfer_work: int = 0,
               store: str | None = None, inflight: int = 32, store_delay_s: float = 0.0,
-              log_prefix: Path | None = None) -> Core:
+              log_prefix: Path | None = None, joining: bool = False) -> Core:
     """The core object of ``strategy``; ValueError for a bad combination.
 
     ``log_prefix`` (scr) turns loss recovery on: the replica logs its records in its ring
@@ -416,7 +421,7 @@ def make_core(strategy: str, nf: NetworkFunction, core: int, n_cores: int,
         if log_prefix is not None:
             from nfs.recovery import RecoveringReplica
 
-            return RecoveringReplica(nf, core, n_cores, log_prefix)
+            return RecoveringReplica(nf, core, n_cores, log_prefix, joining=joining)
         return Replica(nf, core, n_cores)
     if log_prefix is not None:
         raise ValueError("loss recovery (--recovery) is for the scr strategy")
@@ -494,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         nf = make_nf(args.nf, **params)
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
                          args.transfer_work, args.store, args.inflight,
-                         args.store_delay_us / 1e6, args.recovery)
+                         args.store_delay_us / 1e6, args.recovery, args.join)
         check_places(args.out, args.iface)  # after the values: a bad value says so first
         if args.recovery:
             from nfs.recovery import join

@@ -231,7 +231,7 @@ class Sequencer:
         for slot in self.active:
             records = self._history(slot, self.next_seq) if self.ring.maxlen else ()
             self.stops_sent.append({"core": slot, "seq": self.next_seq,
-                                    "history": len(records), "event": event})
+                                    "history": len(records), "event": event, "sent": True})
             frames.append(h.encode(
                 h.ScrHeader(h.FLAG_STOP, len(records), self.nf.record_size, slot,
                             self.n_cores, len(self.active), self.next_seq % h.SEQ_MODULUS,
@@ -306,8 +306,13 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
                 control = seq.control(frame, clock())
                 if control is None:
                     seq.count_malformed(err.reason, frame)
-                for stop in control or ():
-                    send(stop)
+                first = len(seq.stops_sent) - len(control or ())
+                for i, stop in enumerate(control or ()):
+                    try:
+                        send(stop)
+                    except OSError:  # ground truth: never sent (a later end marker may be)
+                        stats["tx_errors"] += 1
+                        seq.stops_sent[first + i]["sent"] = False
                 continue
             if out is None:  # lost on purpose
                 continue

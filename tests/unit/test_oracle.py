@@ -504,3 +504,42 @@ def test_equivalent_implies_consistent(frames):
     ``equivalent`` ignored unsupported gaps, found by this test)."""
     out = run("hh", frames, make_core=on_core(BogusGap))
     assert not out.result.consistent and not out.result.equivalent
+
+
+# --- regressions found by review -----------------------------------------------------------
+
+
+def test_a_replacement_does_not_make_inherited_gaps_look_unsupported():
+    """A record lost at every core (frames 5 and 6 lost, 2 cores) and declared by the donor
+    stays a supported gap when a replacement joins from the donor's snapshot: the snapshot
+    holds every update before it but that one."""
+    from experiments.offline import ground_truth
+    from nfs.oracle import CoreReport, unsupported_gaps
+    from sequencer.shim import Sequencer
+
+    seq = Sequencer(make_nf("ddos"), 2)
+    for i, frame in enumerate(make_trace(TraceSpec(packets=30, flows=5, attackers=1,
+                                                   attack_share=0.2, knockers=1, seed=4))):
+        seq.sequence(frame, ts_of(i))
+    seq.stop_frames(ts_of(30))
+    truth = ground_truth(seq)
+    donor = CoreReport(0, [(s, 1, 0) for s in range(0, 30, 2) if s != 6], 0, True,
+                       applied=29, gaps=[(5, 5)])
+    replacement = CoreReport(1, [(s, 1, 0) for s in range(21, 30, 2)], 0, True, applied=29,
+                             gaps=[(5, 5)], joined_at=20)
+    assert unsupported_gaps(truth, [donor], True)[0] == []
+    errors, lost = unsupported_gaps(truth, [donor, replacement], True)
+    assert errors == [] and lost == 1  # record 5, and only it
+
+
+def test_a_core_sent_no_stop_frame_is_not_charged_for_one():
+    """The sequencer sends STOP frames only to the cores it sprays over: a core it sprayed
+    around (dead, or thought dead) never lost one."""
+    from sequencer.shim import Sequencer
+
+    seq = Sequencer(make_nf("ddos"), 3)
+    seq.respray(0, (0, 1), 0)
+    out = run_offline(lambda: make_nf("ddos"), make_trace(TraceSpec(packets=60, seed=4)), 3,
+                      sequencer=seq)
+    assert {stop["core"] for stop in seq.stops_sent} == {0, 1}
+    assert out.result.unexplained_losses == [], out.result.problems

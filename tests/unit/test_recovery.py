@@ -137,7 +137,7 @@ def test_a_core_dies_and_a_replacement_joins_from_a_snapshot(frames, tmp_path):
             assert slot in (0, 1)
             replicas[slot].handle(out)
         # The replacement copies a live peer at a known sequence number, then rejoins.
-        fresh = RecoveringReplica(nf_for(name), 2, n, prefix, base)
+        fresh = RecoveringReplica(nf_for(name), 2, n, prefix, base, joining=True)
         fresh.serve()
         donor = join(fresh)
         assert donor in (0, 1) and fresh.joined_at > 0
@@ -227,6 +227,7 @@ def test_a_reader_never_takes_a_half_written_record(tmp_path):
 
 def _own_and_wait(path, ready):
     log = RecordLog(path, 2)
+    log.own()
     log.put(5, b"ab")
     ready.set()
     time.sleep(60)
@@ -242,13 +243,17 @@ def test_a_ring_outlives_its_owner_and_shows_its_death(tmp_path):
     try:
         assert ready.wait(10)
         assert reader.alive()
+        second = RecordLog(path, 2)
         with pytest.raises(OSError, match="belongs to a live core"):
-            RecordLog(path, 2)  # a second owner while the first lives
+            second.own()  # a second owner while the first lives
+        second.close()
         os.kill(child.pid, signal.SIGKILL)  # no cleanup at all: the kernel drops the lock
         child.join(10)
         assert not reader.alive()
         assert reader.get(5) == b"ab"  # its records are not lost with it
-        RecordLog(path, 2).close()  # a replacement may take the ring over
+        replacement = RecordLog(path, 2)
+        replacement.own()  # a replacement may take the ring over
+        replacement.close()
     finally:
         reader.close()
         if child.is_alive():
@@ -261,6 +266,7 @@ def test_a_fetch_waits_for_a_peer_that_is_behind(tmp_path):
     rings = create_logs(prefix, 2, nf.record_size)
     fetcher = RecoveringReplica(nf, 0, 2, prefix)
     peer = RecordLog(log_path(prefix, 1), nf.record_size)
+    peer.own()
     record = nf.pack_record(_packet(), 0)
     try:
         peer.set_horizon(3)
@@ -328,10 +334,96 @@ def test_snapshot_server_answers_and_refuses_garbage(tmp_path):
         replica.close()
     with pytest.raises(OSError):
         ask_snapshot(peer_port(0, replica.base_port), nf)  # nobody listens now
-    lone = RecoveringReplica(nf, 1, 2, tmp_path / "r", next(_ports))
+    lone = RecoveringReplica(nf, 1, 2, tmp_path / "r", next(_ports), joining=True)
     try:
         with pytest.raises(OSError, match="no peer gave a snapshot"):
             join(lone, timeout_s=0.2)
     finally:
         lone.close()
+        remove_logs(rings)
+
+
+# --- regressions found by review -----------------------------------------------------------
+
+
+def test_a_core_logs_its_own_record_before_its_horizon_passes_it(frames, tmp_path):
+    """A peer that sees a ring's horizon past a record takes the ring's answer as final:
+    the core's own record must be in the ring by then (it used to be logged only after the
+    fast-forward and its fetches: a peer gave records up that the core was about to log)."""
+    nf = nf_for("hh")
+    prefix = tmp_path / "r"
+    rings = create_logs(prefix, 2, nf.record_size)
+    replica = RecoveringReplica(nf, 0, 2, prefix)
+    reader = PeerLog(log_path(prefix, 0), nf.record_size)
+    checked = []
+    raise_horizon = replica.log.set_horizon
+
+    def set_horizon(seq: int) -> None:
+        assert reader.get(seq) is not None, f"horizon {seq} before its record"
+        checked.append(seq)
+        raise_horizon(seq)
+
+    replica.log.set_horizon = set_horizon
+    seq = Sequencer(nf_for("hh"), 2)
+    try:
+        for i, frame in enumerate(frames[:40]):
+            slot, out = seq.sequence(frame, ts_of(i))
+            if slot == 0:
+                replica.handle(out)
+    finally:
+        replica.close()
+        reader.close()
+        remove_logs(rings)
+    assert checked == list(range(0, 40, 2))
+
+
+def test_a_replacement_does_not_block_its_donor(frames, tmp_path):
+    """A replacement's ring stays as the dead core left it (final) until the replacement
+    has its snapshot: a donor waiting in a fetch on the replacement's ring would hold the
+    lock the snapshot needs (it used to, until the fetch timed out)."""
+    nf = nf_for("ddos")
+    prefix, base = tmp_path / "r", next(_ports)
+    rings = create_logs(prefix, 3, nf.record_size)
+    seq = Sequencer(nf_for("ddos"), 3)
+    outputs = [seq.sequence(f, ts_of(i)) for i, f in enumerate(frames[:20])]
+    donor = RecoveringReplica(nf, 0, 3, prefix, base)
+    donor.serve()
+    fresh = None
+    try:
+        for slot, out in outputs[:9]:
+            if slot == 0:
+                donor.handle(out)
+        fresh = RecoveringReplica(nf_for("ddos"), 2, 3, prefix, base, joining=True)
+        # The donor lost its frame of seq 9: the one of seq 12 reveals 7..9 missing, which
+        # nobody alive has (core 1 is gone too).
+        fetching = threading.Thread(target=donor.handle, args=(outputs[12][1],))
+        fetching.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        assert join(fresh) == 0
+        assert time.monotonic() - started < 1.0
+        fetching.join(10)
+        assert donor.stats["fetch_timeouts"] == 0
+    finally:
+        donor.close()
+        if fresh is not None:
+            fresh.close()
+        remove_logs(rings)
+
+
+def test_a_frame_from_a_far_future_is_not_fetched_record_by_record(tmp_path):
+    """A gap longer than any ring (here a forged frame 4 billion packets ahead) is lost
+    at once, not asked for record by record (that took all the memory there is)."""
+    nf = nf_for("ddos")
+    rings = create_logs(tmp_path / "r", 2, nf.record_size, capacity=64)
+    replica = RecoveringReplica(nf, 0, 2, tmp_path / "r")
+    try:
+        replica.applied = 9
+        started = time.monotonic()
+        replica.note_gap(2**32)
+        assert time.monotonic() - started < 1.0
+        assert replica.applied == 2**32 - 1
+        assert replica.stats["lost_everywhere"] == 2**32 - 10
+    finally:
+        replica.close()
         remove_logs(rings)
