@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def prepare_run(kind: str, args: argparse.Namespace, config: TrialConfig, surviv
     costs = calibrate(args.work_us, DEFAULT_STATE_WORK_US, 0.0)
     imported = None
     if args.trace is not None:
-        run_dir, imported, _summary = import_for_run(
+        run_dir, imported, summary = import_for_run(
             args.trace, lambda: new_run_dir(kind, args.results_dir))
+        print(f"{kind}: {args.trace}\n{summary.table()}", file=sys.stderr)
     else:
         run_dir = new_run_dir(kind, args.results_dir)
     config = replace(config, nf_params={**config.nf_params, **costs.nf_params()})
