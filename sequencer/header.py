@@ -182,7 +182,10 @@ def expected_count(seq: int, previous: int, spray: int, n_cores: int) -> int:
 
 def check_history(header: ScrHeader) -> None:
     """MalformedFrame (``short_history``) if ``header`` carries fewer records than its spray
-    demands: a record the sequencer withheld would otherwise pass for a lost packet."""
+    demands: a record the sequencer withheld would otherwise pass for a lost packet; and
+    (``long_history``) if it carries records from before the first packet."""
+    if header.count > header.seq:
+        raise MalformedFrame("long_history", f"{header.count} records at seq {header.seq}")
     if header.count < min(header.spray - 1, header.seq):
         raise MalformedFrame("short_history", f"{header.count} records for a spray of "
                                               f"{header.spray} at seq {header.seq}")

@@ -95,7 +95,7 @@ HEADER_REASONS = {"truncated", "ethertype", "bad_header"}
 PARSE_REASONS = {"truncated", "ethertype", "bad_ip", "bad_tcp"}
 TRAILER_REASONS = {"truncated", "bad_trailer"}
 CORE_REASONS = HEADER_REASONS | PARSE_REASONS | TRAILER_REASONS | {
-    "wrong_core", "stale_seq", "unexpected_scr", "short_history"}
+    "wrong_core", "stale_seq", "unexpected_scr", "short_history", "long_history"}
 
 #: A small trace with every kind of packet the generator makes (flows, attackers, knocks).
 TRACE = make_trace(TraceSpec(packets=120, flows=8, skew=1.0, attackers=1, attack_share=0.1,

@@ -334,6 +334,9 @@ def test_check_history_refuses_a_short_history():
         with pytest.raises(h.MalformedFrame) as info:
             h.check_history(header)
         assert info.value.reason == "short_history"
+    with pytest.raises(h.MalformedFrame) as info:
+        h.check_history(h.ScrHeader(0, 3, 4, 1, 4, 4, 2, 0))  # record -1 does not exist
+    assert info.value.reason == "long_history"
 
 
 def test_foreign_frames_are_not_scr():
