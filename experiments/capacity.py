@@ -28,6 +28,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from experiments.argtypes import non_negative_float, positive_float
 from experiments.calibration import DEFAULT_STATE_WORK_US, Costs, calibrate
 from experiments.results import new_run_dir, write_config
 from experiments.trace_files import import_for_run
@@ -94,6 +95,20 @@ def measure_capacity(config: TrialConfig, trace_path: Path, out_dir: Path) -> Ca
     _result, cores = _probe(config, trace_path, Path(out_dir) / "busy",
                             OVERLOAD * low.pps, LOAD_SECONDS)
     return capacity_from_cores(cores, config.core_share)
+
+
+def add_run_flags(parser: argparse.ArgumentParser, load: float, load_help: str,
+                  work_us: float) -> None:
+    """The flags :func:`prepare_run` reads: ``--load`` (default ``load``), ``--rate``,
+    ``--work-us`` (default ``work_us``) and ``--trace``."""
+    parser.add_argument("--load", type=positive_float, default=load, help=load_help)
+    parser.add_argument("--rate", type=positive_float, default=None,
+                        help="offer this many packets/s instead (no measurement)")
+    parser.add_argument("--work-us", type=non_negative_float, default=work_us,
+                        help="stateless compute per packet, µs of CPU time (calibrated)")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="replay this capture (pcap or pcapng, any source, rewritten "
+                             "into 198.18.0.0/15) instead of a synthetic trace")
 
 
 def prepare_run(kind: str, args: argparse.Namespace, config: TrialConfig, survivors: int

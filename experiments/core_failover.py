@@ -87,7 +87,7 @@ from experiments.argtypes import (  # noqa: E402,E501
     positive_int,
 )
 from experiments.calibration import DEFAULT_WORK_US  # noqa: E402
-from experiments.capacity import prepare_run  # noqa: E402
+from experiments.capacity import add_run_flags, prepare_run  # noqa: E402
 from experiments.failover import (  # noqa: E402
     BIN_S,
     RECOVERY_LIMIT_S,
@@ -424,11 +424,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--nf", default="tb", choices=sorted(NF_CLASSES),
                         help="network function (tb's pass rate is steady: a clear plot)")
     parser.add_argument("--cores", type=positive_int, default=4)
-    parser.add_argument("--load", type=positive_float, default=DEFAULT_LOAD,
-                        help="offer this fraction of what the N-1 survivors can carry "
-                             "(measured at start-up; above 1: an overload)")
-    parser.add_argument("--rate", type=positive_float, default=None,
-                        help="offer this many packets/s instead (no measurement)")
+    add_run_flags(parser, DEFAULT_LOAD, "offer this fraction of what the N-1 survivors can "
+                  "carry (measured at start-up; above 1: an overload)", DEFAULT_WORK_US)
     parser.add_argument("--duration", type=positive_float, default=10.0,
                         help="seconds of traffic")
     parser.add_argument("--core", type=int, default=1, help="the core to kill")
@@ -442,11 +439,6 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         help="the controller declares a core dead after this silence")
     parser.add_argument("--core-share", type=positive_float, default=0.1,
                         help="CPU quota of each core (fraction of a CPU)")
-    parser.add_argument("--work-us", type=non_negative_float, default=DEFAULT_WORK_US,
-                        help="stateless compute per packet, µs of CPU time (calibrated)")
-    parser.add_argument("--trace", type=Path, default=None,
-                        help="replay this capture (pcap or pcapng, any source, rewritten "
-                             "into 198.18.0.0/15) instead of a synthetic trace")
     parser.add_argument("--skew", type=non_negative_float, default=1.0,
                         help="the synthetic trace's flow skew")
     parser.add_argument("--seed", type=int, default=1, help="trace and loss seed")

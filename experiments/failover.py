@@ -76,7 +76,7 @@ from tabulate import tabulate  # noqa: E402
 
 from controller.dispatch import EVENTS_FILE  # noqa: E402
 from experiments.argtypes import non_negative_float, positive_float  # noqa: E402
-from experiments.capacity import prepare_run  # noqa: E402
+from experiments.capacity import add_run_flags, prepare_run  # noqa: E402
 from experiments.cpu_quota import CoreQuotas  # noqa: E402
 from experiments.trace_files import TraceError  # noqa: E402
 from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
@@ -428,16 +428,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nf", default="ddos", choices=sorted(NF_CLASSES))
     parser.add_argument("--nf-params", type=json.loads, default={},
                         help="NF parameters as JSON")
-    parser.add_argument("--load", type=positive_float, default=DEFAULT_LOAD,
-                        help="offer this fraction of what one core carries (measured at "
-                             "start-up): the primary also replicates, so keep headroom")
-    parser.add_argument("--rate", type=positive_float, default=None,
-                        help="offer this many packets/s instead (no measurement)")
-    parser.add_argument("--work-us", type=non_negative_float, default=0.0,
-                        help="stateless compute per packet, µs of CPU time (calibrated)")
-    parser.add_argument("--trace", type=Path, default=None,
-                        help="replay this capture (pcap or pcapng, any source, rewritten "
-                             "into 198.18.0.0/15) instead of a synthetic trace")
+    add_run_flags(parser, DEFAULT_LOAD, "offer this fraction of what one core carries "
+                  "(measured at start-up): the primary also replicates, so keep headroom",
+                  work_us=0.0)
     parser.add_argument("--duration", type=positive_float, default=8.0,
                         help="seconds of traffic")
     parser.add_argument("--kill-at", type=positive_float, default=3.0,

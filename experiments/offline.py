@@ -13,8 +13,9 @@ Losses: the sequencer's own (``loss_rate``, seeded) are ground truth as in a liv
 counted as the kernel would count them (``rx_dropped``). With ``recovery`` the replicas keep
 their record logs in ring files under ``ring_dir``, as live.
 
-Caveat: one process, so no CPU quota, no timing; the threads interleave as Python's GIL lets
-them. Timestamps are synthetic (``ts_of``).
+Caveats: SCR (and ``single``) only: the oracle's view of a shared state (lock, shard, a
+store) is not built here. One process, so no CPU quota, no timing; the threads interleave as
+Python's GIL lets them. Timestamps are synthetic (``ts_of``).
 """
 
 from __future__ import annotations
