@@ -9,11 +9,17 @@ each. Experiments therefore take the costs in microseconds of CPU time
 duration of a round once at start-up and converts, and ``config.json`` records both (the
 :class:`Costs`), so an emulated core has the same capacity on a fast or a slow machine.
 
-Caveats: the calibration runs in the experiment's own process, before any network exists,
-on an idle machine: the median of several short runs of CPU time (not wall time, so a
-busy machine does not inflate it much). Caches, frequency scaling and the Python version
-still make a round's cost move by some percent between runs; the rest of a core's
-per-packet cost (receiving, parsing, the history) is Python's own and is not calibrated:
+A round's cost also moves *during* a run: on this VM it is ~87 ns on an idle machine and
+~150 ns when the other CPU is busy (its sibling hyperthread on the host, most likely).
+So the cores do not keep the calibrated rounds: given the calibration
+(``TrialConfig.spin_ns``), each core times its work with its thread's CPU clock and sets
+its rounds to keep the work at its CPU time (``nfs.base.SpinGovernor``; each core reports
+what it found in ``core<i>.json``'s ``spin``).
+
+Caveats: the calibration is the median of several short runs of CPU time, in the
+experiment's own process before any network exists; the governed work follows a moving
+average, so it lags a sudden change by some tens of packets. The rest of a core's
+per-packet cost (receiving, parsing, the history) is Python's own and is not governed:
 measure a configuration's capacity (``experiments.capacity``) where a rate matters.
 """
 

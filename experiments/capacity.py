@@ -14,10 +14,13 @@ configuration: a probe at a low rate gives a first, low estimate; a second trial
 cost is the answer (its delivered rate agrees with it, within the trial's noise).
 
 Caveats: an SCR core's cost grows with the history (``cores - 1`` records), so measure
-with the core count the rate is for. The probes are ordinary trials, with their folders
-and checks: a check that failed there fails the measurement. The second probe drops
-packets on purpose; an SCR configuration without loss recovery then has gaps, which the
-oracle must find consistent with the ground truth.
+with the core count the rate is for. The probes run without loss recovery (an overloaded
+core that recovers waits for its peers, which is not its cost per packet; logging its
+records costs ~1 µs a record more than the probe sees). They are ordinary trials, with
+their folders and checks: a check that failed there fails the measurement. The second
+probe drops packets on purpose, so its replicas have gaps, which the oracle must find
+consistent with the ground truth. The cores govern their spin rounds
+(``TrialConfig.spin_ns``) as in the runs the rate is for.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def capacity_from_cores(cores: list[dict], core_share: float | None) -> Capacity
 
 def _probe(config: TrialConfig, trace_path: Path, out_dir: Path, rate: float,
            seconds: float) -> tuple[dict, list[dict]]:
-    probe = replace(config, rate_pps=rate, loss=0.0, watch_cores=False,
+    # Without loss recovery: an overloaded core that fetches what its queue dropped waits
+    # for its peers, and the wait would count as its cost per packet.
+    probe = replace(config, rate_pps=rate, loss=0.0, watch_cores=False, recovery=False,
                     packets=max(MIN_PROBE_PACKETS, round(rate * seconds)))
     result = run_trial(probe, trace_path, out_dir)
     if not result["check_consistent"]:
@@ -127,7 +132,8 @@ def prepare_run(kind: str, args: argparse.Namespace, config: TrialConfig, surviv
         print(f"{kind}: {args.trace}\n{summary.table()}", file=sys.stderr)
     else:
         run_dir = new_run_dir(kind, args.results_dir)
-    config = replace(config, nf_params={**config.nf_params, **costs.nf_params()})
+    config = replace(config, nf_params={**config.nf_params, **costs.nf_params()},
+                     spin_ns=costs.ns_per_round)
     capacity = None
     if args.rate is None:
         probe_trace = imported or run_dir / "capacity" / "trace.pcap"

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     arguments = {k: v for k, v in vars(args).items() if k not in ("config", "faults")}
     costs = calibrate(args.work_us, DEFAULT_STATE_WORK_US, 0.0)
-    args.config = replace(args.config, nf_params=costs.nf_params())
+    args.config = replace(args.config, nf_params=costs.nf_params(), spin_ns=costs.ns_per_round)
     run_dir = new_run_dir("soak", args.results_dir)
     write_config(run_dir, arguments, faults=[f.__dict__ for f in args.faults],
                  costs=costs.to_json())

@@ -259,7 +259,8 @@ class Sweep:
         count = max(MIN_TRIAL_PACKETS, math.ceil(rate * a.duration))
         config = TrialConfig(
             nf=point.nf, nf_params=self.costs.nf_params(), cores=point.cores, rate_pps=rate,
-            strategy=point.strategy, packets=count, core_share=a.core_share,
+            spin_ns=self.costs.ns_per_round, strategy=point.strategy, packets=count,
+            core_share=a.core_share,
             transfer_work=self.costs.transfer_work, inflight=a.inflight,
             store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
             recovery=a.recovery == "on" and point.strategy == "scr")
@@ -281,7 +282,8 @@ class Sweep:
         measured once per NF; the first probe of its searches starts from it."""
         bar.set_postfix_str(f"{point.nf}: measuring one core's capacity")
         config = TrialConfig(nf=point.nf, nf_params=self.costs.nf_params(), cores=1,
-                             strategy="single", core_share=self.args.core_share)
+                             spin_ns=self.costs.ns_per_round, strategy="single",
+                             core_share=self.args.core_share)
         try:
             found = measure_capacity(config, self.trace(point.skew),
                                      self.run_dir / "capacity" / point.nf)

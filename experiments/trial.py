@@ -109,6 +109,9 @@ class TrialConfig:
     ready_timeout_s: float = 30.0
     drain_timeout_s: float = 60.0
     idle_after_s: float = 1.0  # a worker this long without CPU time after the trace is done
+    #: The calibrated cost of a spin round (ns): the cores keep the NF's costs at their CPU
+    #: time as a round's speed drifts (nfs.base.SpinGovernor). None: fixed rounds.
+    spin_ns: float | None = None
     #: Fault injection, to test the oracle on a live run: the shim sends these packets with
     #: their oldest history record withheld (see sequencer.shim --withhold).
     withhold: tuple[int, ...] = ()
@@ -419,6 +422,8 @@ class Testbed:
             address = self._start_store(nf_args, deadline)  # the cores connect at start-up
             strategy_args += ("--store", address, "--inflight", c.inflight,
                               "--store-delay-us", c.store_delay_us)
+        if c.spin_ns:
+            strategy_args += ("--spin-ns", c.spin_ns)
         self._worker_args = (*nf_args, *strategy_args, "--rcvbuf", c.rx_queue_bytes)
         for i in range(c.cores):
             self.workers.append(self._start_worker(i))

@@ -62,7 +62,7 @@ from collections import Counter
 from pathlib import Path
 
 from nfs import NF_CLASSES, make_nf
-from nfs.base import CHAIN_START, PASS, NetworkFunction, chain_step, spin
+from nfs.base import CHAIN_START, PASS, NetworkFunction, SpinGovernor, chain_step, spin
 from nfs.packet import parse
 from nfs.shared_state import TableFull
 from nfs.strategies import STORE_STRATEGIES, STRATEGIES
@@ -101,6 +101,14 @@ class Core:
         self.log_chain = array("q")  # replicas: the transition chain at each own packet
         self.first_ns = self.last_ns = 0
         self.cpu_first_s: float | None = None  # the process's CPU time at its first frame
+        self.governor: SpinGovernor | None = None  # keeps the work at its CPU time
+        self._work = lambda seed: spin(self.nf.work, seed)
+
+    def govern(self, ns_per_round: float) -> None:
+        """Keep the NF's costs at their CPU time, from a round costing ``ns_per_round``
+        (the experiment's calibration): see :class:`nfs.base.SpinGovernor`."""
+        self.governor = SpinGovernor(self.nf, ns_per_round)
+        self._work = self.governor.work
         self.stopped = False
         self.rx_dropped = 0
 
@@ -113,7 +121,7 @@ class Core:
 
     def _done(self, seq: int, trace_id: int, verdict: int, out: bytes) -> bytes | None:
         """Log a processed packet, pay the NF's stateless compute, return what to forward."""
-        spin(self.nf.work, seq)
+        self._work(seq)
         self.log_seq.append(seq)
         self.log_trace.append(trace_id)
         self.log_verdict.append(verdict)
@@ -147,6 +155,7 @@ class Core:
             "first_ns": self.first_ns,
             "last_ns": self.last_ns,
             "state": self.state_json(),
+            "spin": self.governor.results() if self.governor else None,
         }
 
     def write_results(self, out_dir: Path) -> None:
@@ -288,7 +297,13 @@ class LockCore(Core):
         self.table = table
         self.transfer_work = transfer_work
         # The state's cache line comes over from the core that wrote it last.
-        self._transfer = (lambda: spin(transfer_work)) if transfer_work else None
+        self._transfer = self._pay_transfer if transfer_work else None
+
+    def _pay_transfer(self) -> None:
+        rounds = self.transfer_work
+        if self.governor is not None:  # in proportion to the governed work
+            rounds = self.governor.rounds(rounds * self.governor.calibrated)
+        spin(rounds)
 
     def handle(self, frame: bytes) -> bytes | None:
         try:
@@ -453,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="service/remote: packets in flight per core (async runtime)")
     parser.add_argument("--store-delay-us", type=float, default=0.0,
                         help="service/remote: latency injected before each store query")
+    parser.add_argument("--spin-ns", type=float, default=0.0,
+                        help="the calibrated cost of a spin round (ns): keep the NF's "
+                             "costs at their CPU time as it drifts (0: fixed rounds)")
     parser.add_argument("--rcvbuf", type=int, default=SOCKET_BUFFER,
                         help="receive queue in bytes (the core's RX ring)")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
@@ -500,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         core = make_core(args.strategy, nf, args.core, args.cores, args.table,
                          args.transfer_work, args.store, args.inflight,
                          args.store_delay_us / 1e6, args.recovery, args.join)
+        if args.spin_ns:
+            core.govern(args.spin_ns)
         check_places(args.out, args.iface)  # after the values: a bad value says so first
         if args.recovery:
             from nfs.recovery import join
