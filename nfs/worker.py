@@ -101,6 +101,8 @@ class Core:
         self.log_chain = array("q")  # replicas: the transition chain at each own packet
         self.first_ns = self.last_ns = 0
         self.cpu_first_s: float | None = None  # the process's CPU time at its first frame
+        self.stopped = False
+        self.rx_dropped = 0
         self.governor: SpinGovernor | None = None  # keeps the work at its CPU time
         self._work = lambda seed: spin(self.nf.work, seed)
 
@@ -109,8 +111,6 @@ class Core:
         (the experiment's calibration): see :class:`nfs.base.SpinGovernor`."""
         self.governor = SpinGovernor(self.nf, ns_per_round)
         self._work = self.governor.work
-        self.stopped = False
-        self.rx_dropped = 0
 
     def handle(self, frame: bytes) -> bytes | None:
         """Handle one frame; return the packet to forward, or None."""

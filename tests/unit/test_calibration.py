@@ -72,3 +72,19 @@ def test_capacity_from_the_cores_own_accounting():
     assert capacity.rate(0.75, 2) == 600.0
     with pytest.raises(TrialError, match="no core processed"):
         capacity_from_cores([{"busy_cpu_s": 0.0, "stats": {}}], 0.1)
+
+
+def test_a_governed_core_processes_and_reports_its_rounds():
+    from experiments.offline import ts_of
+    from experiments.traffic import TraceSpec, make_trace
+    from nfs.worker import Replica
+    from sequencer.shim import Sequencer
+
+    seq = Sequencer(make_nf("ddos"), 1)
+    core = Replica(make_nf("ddos", work=200, state_work=2), 0, 1)
+    core.govern(spin_ns_per_round(rounds=2000, samples=3))
+    for i, frame in enumerate(make_trace(TraceSpec(packets=50, seed=1))):
+        core.handle(seq.sequence(frame, ts_of(i))[1])
+    assert core.stats["processed"] == 50
+    spin_report = core.results()["spin"]
+    assert spin_report["work"] > 0 and spin_report["ns_per_round"] > 0
