@@ -83,7 +83,7 @@ def test_a_governed_core_processes_and_reports_its_rounds():
     seq = Sequencer(make_nf("ddos"), 1)
     core = Replica(make_nf("ddos", work=200, state_work=2), 0, 1)
     core.govern(spin_ns_per_round(rounds=2000, samples=3))
-    for i, frame in enumerate(make_trace(TraceSpec(packets=50, seed=1))):
+    for i, frame in enumerate(make_trace(TraceSpec(packets=50, knockers=1, seed=1))):
         core.handle(seq.sequence(frame, ts_of(i))[1])
     assert core.stats["processed"] == 50
     spin_report = core.results()["spin"]
