@@ -326,10 +326,10 @@ class Sweep:
             row["error"] = errors[-1] if errors else "no rate passed"
             best = best or {}
         checks = [r for _rate, r in steps if not r.get("error")]
-        # The trials the search accepted (loss within the threshold) must be strictly
-        # equivalent; every trial, overloaded ones too, must be consistent: an overloaded
-        # core may drop packets, never let a state go wrong.
-        accepted = [r for r in checks if r["loss"] <= a.threshold]
+        # The trials the search accepted (loss within the threshold; in fixed mode, the one
+        # trial) must be strictly equivalent; every trial, overloaded ones too, must be
+        # consistent: an overloaded core may drop packets, never let a state go wrong.
+        accepted = [r for r in checks if r["loss"] <= a.threshold or a.mode == "fixed"]
         problems = [p for r in checks for p in r.get("check_problems", [])]
         order_checks = [r["check_access_order"] for _rate, r in steps
                         if "check_access_order" in r]
