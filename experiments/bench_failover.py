@@ -141,8 +141,13 @@ def plot_runs(run_dir: Path) -> Path:
     runs = [int(r["run"]) for r in rows]
     colors = ["tab:blue" if r["passed"] == "True" else "tab:red" for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    left.bar(runs, [float(r["recovery_s"]) if r["recovery_s"] not in ("", "None") else 0
-                    for r in rows], color=colors)
+    times = [float(r["recovery_s"]) if r["recovery_s"] not in ("", "None") else None
+             for r in rows]
+    left.bar(runs, [t or 0 for t in times], color=colors)
+    never = [run for run, t in zip(runs, times, strict=True) if t is None]
+    if never:  # the rate never came back within the run: say so, not a zero-high bar
+        left.scatter(never, [core_failover.RECOVERY_LIMIT_S * 1.05] * len(never),
+                     marker="x", color="tab:red", label="never back")
     left.axhline(core_failover.RECOVERY_LIMIT_S, color="k", linestyle="--",
                  label="2 s limit")
     left.set(xlabel="run", ylabel="rate back to 90 % (s)", title="recovery after the kill")
