@@ -330,7 +330,11 @@ class Sweep:
         # trial) must be strictly equivalent; every trial, overloaded ones too, must be
         # consistent: an overloaded core may drop packets, never let a state go wrong.
         accepted = [r for r in checks if r["loss"] <= a.threshold or a.mode == "fixed"]
-        problems = [p for r in checks for p in r.get("check_problems", [])]
+        # What the point's two checks judged and found wrong: an accepted trial that was
+        # not strictly equivalent, or any trial that was not consistent.
+        problems = [p for r in checks
+                    if (r in accepted and not r["check_equivalent"])
+                    or not r["check_consistent"] for p in r.get("check_problems", [])]
         order_checks = [r["check_access_order"] for _rate, r in steps
                         if "check_access_order" in r]
         fid = best.get("fidelity", {})
