@@ -30,7 +30,7 @@ priority   match                                         action
   OpenFlow 1.5 group mods; os-ken has no class for it, so :func:`selection_method_property`
   builds its bytes. The switch must offer OpenFlow 1.5 for this mode; the app logs an
   error and installs nothing if it only speaks 1.3.
-* ``pb`` is primary-backup (``nfs.replication``): the ``single`` pipeline, its one slot
+* ``pb`` is primary-backup (``nfs.cores.replication``): the ``single`` pipeline, its one slot
   rule sending everything to the first core port (the primary); the other core ports are
   backups in order, which get no traffic. Every core port's heartbeats (ethertype 0x88B5,
   which a core never sends otherwise) go to the controller. A watchdog (:class:`Watchdog`,
@@ -44,7 +44,7 @@ priority   match                                         action
   port's heartbeats go to the controller too, and :class:`CoreWatch` follows which cores
   are alive. When a core falls silent for ``failover_timeout_ms``, or a silent one beats
   again (its replacement has joined), the controller sends the shim a spray command
-  (``sequencer.header.spray_frame``, by packet-out into the shim's ingress port) naming
+  (``sequencer.wire.header.spray_frame``, by packet-out into the shim's ingress port) naming
   the cores to spray over from now on; the shim then sprays round-robin over them with a
   history one record shorter or longer. OVS cannot round-robin by itself, so the spray is
   the shim's choice of slot, and the controller decides it; the per-slot rules stay. Each
@@ -84,9 +84,9 @@ from controller.compat import (
     ofproto_v1_5_parser,
     set_ev_cls,
 )
-from nfs.replication import ETH_P_HEARTBEAT, parse_heartbeat
 from sequencer.dataplane import write_json
-from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac, spray_frame
+from sequencer.wire.header import ETH_P_IP, ETH_P_SCR, slot_mac, spray_frame
+from sequencer.wire.heartbeat import ETH_P_HEARTBEAT, parse_heartbeat
 
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100

@@ -21,7 +21,7 @@ Usage (as root)::
     sudo python experiments/async_latency.py --strategies service service-blocking \\
         --store-delays-us 0 250 500 1000 2000 4000
 
-Writes ``results/async_latency/<timestamp>/`` like every sweep (``experiments.sweep``), with
+Writes ``results/async_latency/<timestamp>/`` like every sweep (``experiments.campaigns.sweep``), with
 ``store_delay.png`` (throughput and median latency vs. injected latency). Caveat: the
 delay is an ``asyncio.sleep`` (about 1 ms granularity, rounded up); the ``latency_us``
 columns give what the cores measured. Started with any Python, it re-executes itself in the
@@ -43,7 +43,7 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
                  f"{_VENV.parent}")
     os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
-from experiments import sweep  # noqa: E402
+from experiments.campaigns import sweep  # noqa: E402
 
 DEFAULTS = {"nf": ["ddos"],
             "strategies": ["service", "service-blocking", "remote", "remote-blocking"],

@@ -19,7 +19,7 @@ nothing else is forwarded and nothing floods). Paths:
   instead of the relay; its SCR frames (ethertype 0x88B5) go to the sink.
 
 The sender (raw AF_PACKET socket, a pre-built trace of 64-byte IPv4 frames from
-``experiments.traffic.make_trace``) blasts the trace as fast as it can (or paced with
+``experiments.workload.traffic.make_trace``) blasts the trace as fast as it can (or paced with
 ``--rate``); the receiver counts frames and their first and last arrival. Each path reports
 the delivered rate (received / receive span), the loss (1 - received / sent) and the CPU
 seconds of ovs-vswitchd, the sender, the relay or shim, the receiver and the whole machine
@@ -77,19 +77,12 @@ from mininet.node import OVSSwitch  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from experiments.argtypes import non_negative_float, positive_int  # noqa: E402
-from experiments.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
-from experiments.generator import send_trace  # noqa: E402
-from experiments.preflight import EnvironmentProblem  # noqa: E402
-from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
-from experiments.traffic import (  # noqa: E402
-    TraceError,
-    TraceSpec,
-    make_trace,
-    read_pcap,
-    write_pcap,
-)
-from experiments.trial import (  # noqa: E402
+from experiments.hosts.generator import send_trace  # noqa: E402
+from experiments.runtime.argtypes import non_negative_float, positive_int  # noqa: E402
+from experiments.runtime.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
+from experiments.runtime.preflight import EnvironmentProblem  # noqa: E402
+from experiments.runtime.results import CsvLog, new_run_dir, write_config  # noqa: E402
+from experiments.runtime.trial import (  # noqa: E402
     HOST_IP_BASE,
     HostProcess,
     TrialError,
@@ -99,6 +92,13 @@ from experiments.trial import (  # noqa: E402
     quiet_switch_ports,
     read_result,
     start_experiment,
+)
+from experiments.workload.traffic import (  # noqa: E402
+    TraceError,
+    TraceSpec,
+    make_trace,
+    read_pcap,
+    write_pcap,
 )
 from sequencer.dataplane import (  # noqa: E402
     ETH_P_ALL,
@@ -111,7 +111,7 @@ from sequencer.dataplane import (  # noqa: E402
     run_until_stopped,
     write_json,
 )
-from sequencer.header import ETH_P_IP, ETH_P_SCR  # noqa: E402
+from sequencer.wire.header import ETH_P_IP, ETH_P_SCR  # noqa: E402
 from topologies.scr_topo import QuietHost  # noqa: E402
 
 BRIDGE = "b1"
@@ -338,7 +338,7 @@ def run_path(spec: PathSpec, trace_path: Path, count: int, out_dir: Path,
                 "--out", out_dir))
         elif spec.middle == "shim":
             middle = start("shim", MID, [
-                sys.executable, "-m", "sequencer.shim", "--in-iface", MID_IN_IFACE,
+                sys.executable, "-m", "experiments.hosts.shim", "--in-iface", MID_IN_IFACE,
                 "--out-iface", MID_OUT_IFACE, "--cores", str(spec.shim_cores),
                 "--nf", SHIM_NF, "--out", str(out_dir)])
         sender = start("sender", GEN, _python(

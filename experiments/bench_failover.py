@@ -50,11 +50,11 @@ from tabulate import tabulate  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments import core_failover  # noqa: E402
-from experiments.argtypes import positive_int  # noqa: E402
-from experiments.capacity import prepare_run  # noqa: E402
-from experiments.results import CsvLog  # noqa: E402
-from experiments.trace_files import TraceError  # noqa: E402
-from experiments.trial import TrialError, percentiles, start_experiment  # noqa: E402
+from experiments.runtime.argtypes import positive_int  # noqa: E402
+from experiments.runtime.capacity import prepare_run  # noqa: E402
+from experiments.runtime.results import CsvLog  # noqa: E402
+from experiments.runtime.trial import TrialError, percentiles, start_experiment  # noqa: E402
+from experiments.workload.trace_files import TraceError  # noqa: E402
 
 RUNS_CSV = "runs.csv"
 PLOT = "bench_failover.png"

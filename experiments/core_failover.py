@@ -3,7 +3,7 @@
 SCR with ``N`` cores (default 4), loss recovery on and the controller watching the cores'
 heartbeats (``TrialConfig.watch_cores``). The offered rate is ``--load`` (0.75) of what the
 N-1 survivors can carry, from the configuration's capacity measured at start-up
-(``experiments.capacity``; ``--rate`` sets a rate instead), so that the experiment is the
+(``experiments.runtime.capacity``; ``--rate`` sets a rate instead), so that the experiment is the
 same on a fast and a slow machine. While the trace plays at that rate, the trial
 
 1. **kills** core ``--core`` with SIGKILL ``--kill-at`` seconds into the traffic. The
@@ -14,7 +14,7 @@ same on a fast and a slow machine. While the trace plays at that rate, the trial
    previous frame. A survivor whose gap outgrows its history reads the records from its
    peers' rings.
 2. **replaces** it ``--rejoin-at`` seconds in: a new worker on the same port copies a live
-   peer's replica at a known sequence number (``nfs.recovery.join``), then beats. The
+   peer's replica at a known sequence number (``nfs.cores.recovery.join``), then beats. The
    controller sees the port alive again and tells the shim to spray over all N cores. The
    replacement's first packet reveals the gap since the snapshot, and it fetches that.
 
@@ -80,14 +80,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from controller.dispatch import EVENTS_FILE  # noqa: E402
-from experiments.argtypes import (  # noqa: E402,E501
-    fraction,
-    non_negative_float,
-    positive_float,
-    positive_int,
-)
-from experiments.calibration import DEFAULT_WORK_US  # noqa: E402
-from experiments.capacity import add_run_flags, prepare_run  # noqa: E402
 from experiments.failover import (  # noqa: E402
     BIN_S,
     RECOVERY_LIMIT_S,
@@ -98,9 +90,15 @@ from experiments.failover import (  # noqa: E402
     timeline,
     write_timeline,
 )
-from experiments.trace_files import TraceError  # noqa: E402
-from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from experiments.trial import (  # noqa: E402
+from experiments.runtime.argtypes import (  # noqa: E402,E501
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from experiments.runtime.calibration import DEFAULT_WORK_US  # noqa: E402
+from experiments.runtime.capacity import add_run_flags, prepare_run  # noqa: E402
+from experiments.runtime.trial import (  # noqa: E402
     Testbed,
     TrialConfig,
     TrialError,
@@ -110,6 +108,8 @@ from experiments.trial import (  # noqa: E402
     read_result,
     start_experiment,
 )
+from experiments.workload.trace_files import TraceError  # noqa: E402
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from nfs import NF_CLASSES, make_nf  # noqa: E402
 from nfs.base import PASS  # noqa: E402
 from nfs.oracle import SCR  # noqa: E402

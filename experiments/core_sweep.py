@@ -5,7 +5,7 @@ on one core), and draws one panel per NF with one line per strategy and the fitt
 ``MLFFR(n) = n / (t + (n-1) c)`` beside SCR. The cores are emulated: each has its own CPU
 quota (``--core-share`` of a CPU), so k cores have k times one core's capacity as long as
 the machine has room; the fidelity monitor marks points where it did not. See
-``experiments.sweep`` for what each run writes (``results/core_sweep/<timestamp>/``).
+``experiments.campaigns.sweep`` for what each run writes (``results/core_sweep/<timestamp>/``).
 
 Usage (as root)::
 
@@ -30,7 +30,7 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
         sys.exit(f"core_sweep: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
     os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
-from experiments import sweep  # noqa: E402
+from experiments.campaigns import sweep  # noqa: E402
 
 DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "service", "remote"],
             "cores": [1, 2, 4, 6, 8],

@@ -3,10 +3,10 @@
 One NF instance (the ``single`` strategy: one emulated core, a private state, every packet
 through the shim) is the **primary**, on core port 10 (``nf-eth0``); a **backup** worker on
 core port 11 (``nf-eth1``) gets no packets, only the primary's access-order log
-(``nfs.replication``): the primary forwards a packet only once the backup has applied its
+(``nfs.cores.replication``): the primary forwards a packet only once the backup has applied its
 update. The controller runs the ``pb`` pipeline and watches both instances' heartbeats.
 The trial replays a trace (synthetic, or any capture with ``--trace``) at ``--load`` (0.5)
-of one core's capacity, measured at start-up (``experiments.capacity``; ``--rate`` sets a
+of one core's capacity, measured at start-up (``experiments.runtime.capacity``; ``--rate`` sets a
 rate instead), SIGKILLs the primary ``--kill-at`` seconds into it, and lets the controller
 move the traffic to the backup when the primary falls silent.
 
@@ -75,12 +75,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from controller.dispatch import EVENTS_FILE  # noqa: E402
-from experiments.argtypes import non_negative_float, positive_float  # noqa: E402
-from experiments.capacity import add_run_flags, prepare_run  # noqa: E402
-from experiments.cpu_quota import CoreQuotas  # noqa: E402
-from experiments.trace_files import TraceError  # noqa: E402
-from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from experiments.trial import (  # noqa: E402
+from experiments.runtime.argtypes import non_negative_float, positive_float  # noqa: E402
+from experiments.runtime.capacity import add_run_flags, prepare_run  # noqa: E402
+from experiments.runtime.cpu_quota import CoreQuotas  # noqa: E402
+from experiments.runtime.trial import (  # noqa: E402
     Testbed,
     TrialConfig,
     TrialError,
@@ -89,6 +87,8 @@ from experiments.trial import (  # noqa: E402
     read_result,
     start_experiment,
 )
+from experiments.workload.trace_files import TraceError  # noqa: E402
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from nfs import NF_CLASSES, make_nf  # noqa: E402
 from nfs.base import PASS  # noqa: E402
 from nfs.oracle import SCR  # noqa: E402

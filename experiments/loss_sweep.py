@@ -18,7 +18,7 @@ search measures what the cores sustain while they recover, not the injection its
 Acceptance target (the paper's Fig. 9 claim): at 1 % injected loss, for every NF, the states
 equal the reference (``check_equivalent``), and the MLFFR with recovery is at least 80 % of
 the MLFFR at no loss. The table's "vs no loss" column is that ratio; ``loss.png`` draws it,
-with the 80 % line. See ``experiments.sweep`` for what each run writes
+with the 80 % line. See ``experiments.campaigns.sweep`` for what each run writes
 (``results/loss_sweep/<timestamp>/``).
 
 Usage (as root)::
@@ -54,7 +54,7 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
         sys.exit(f"loss_sweep: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
     os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
-from experiments import sweep  # noqa: E402
+from experiments.campaigns import sweep  # noqa: E402
 
 DEFAULTS = {"nf": [sweep.ALL], "strategies": ["scr"], "cores": [4], "skews": [1.0],
             "losses": [0.0, 0.005, 0.01, 0.015], "recovery": "on", "mode": "mlffr",

@@ -5,7 +5,7 @@ Usage::
     python -m experiments.plot RESULTS_DIR [RESULTS_DIR ...]
     python experiments/plot.py RESULTS_DIR
 
-For each folder it draws what the CSV supports (``experiments.plotting.plot_run``), writes
+For each folder it draws what the CSV supports (``experiments.plots.plotting.plot_run``), writes
 ``model_fit.csv``, and prints the figures' paths and a table of the SCR model fit. A missing
 folder or CSV ends the command with one line and exit status 2 before anything is drawn; a
 folder whose CSV has nothing to plot is reported in one line, the others are still drawn,
@@ -34,8 +34,8 @@ import argparse  # noqa: E402
 
 from tabulate import tabulate  # noqa: E402
 
-from experiments.plotting import MODEL_FIT_CSV, RESULTS_CSV, plot_run  # noqa: E402
-from experiments.results import read_csv  # noqa: E402
+from experiments.plots.plotting import MODEL_FIT_CSV, RESULTS_CSV, plot_run  # noqa: E402
+from experiments.runtime.results import read_csv  # noqa: E402
 
 
 def fit_table(run_dir: Path) -> str:

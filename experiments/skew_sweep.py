@@ -4,7 +4,7 @@ For every flow skew (Zipf exponent of the flow sizes: 0 is uniform; with 200 flo
 largest flow carries 40 % of the packets at 1.5 and 61 % at 2) it runs every strategy on
 the largest core count, plus ``single`` on one core, and measures each point's MLFFR (or,
 with ``--mode fixed``, the delivered rate at one offered rate). SCR should stay flat, RSS
-sharding should collapse as one flow dominates. See ``experiments.sweep`` for what each run
+sharding should collapse as one flow dominates. See ``experiments.campaigns.sweep`` for what each run
 writes (``results/skew_sweep/<timestamp>/``) and ``README.md`` for the flags.
 
 Usage (as root)::
@@ -30,7 +30,7 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
         sys.exit(f"skew_sweep: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
     os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
-from experiments import sweep  # noqa: E402
+from experiments.campaigns import sweep  # noqa: E402
 
 DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "single", "service", "remote"],
             "cores": [4],

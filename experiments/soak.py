@@ -1,7 +1,7 @@
 """Soak: minutes of SCR traffic at the MLFFR, with loss injected and a core killed and
 replaced periodically; counts every packet and checks the state at the end.
 
-1. Unless ``--rate`` is given, a short MLFFR search (``experiments.mlffr``, trials of
+1. Unless ``--rate`` is given, a short MLFFR search (``experiments.analysis.mlffr``, trials of
    ``--search-duration`` seconds, the same loss and recovery, no kills) finds the MLFFR,
    and the soak offers ``--load`` of it: by default 0.8 x (N-1)/N, what the cores left
    after a kill carry with some headroom, so that a fault tests recovery rather than
@@ -57,24 +57,29 @@ from dataclasses import replace  # noqa: E402
 
 from tabulate import tabulate  # noqa: E402
 
-from experiments.argtypes import (  # noqa: E402
+from experiments.analysis.mlffr import find_mlffr  # noqa: E402
+from experiments.campaigns.sweep import PROBE_OVER_CAPACITY  # noqa: E402
+from experiments.core_failover import Fault, check_faults, run_with_faults  # noqa: E402
+from experiments.runtime.argtypes import (  # noqa: E402
     fraction,
     non_negative_float,
     positive_float,
     positive_int,
 )
-from experiments.calibration import (  # noqa: E402,E501
+from experiments.runtime.calibration import (  # noqa: E402,E501
     DEFAULT_STATE_WORK_US,
     DEFAULT_WORK_US,
     calibrate,
 )
-from experiments.capacity import measure_capacity  # noqa: E402
-from experiments.core_failover import Fault, check_faults, run_with_faults  # noqa: E402
-from experiments.mlffr import find_mlffr  # noqa: E402
-from experiments.results import CsvLog, new_run_dir, write_config  # noqa: E402
-from experiments.sweep import PROBE_OVER_CAPACITY  # noqa: E402
-from experiments.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from experiments.trial import TrialConfig, TrialError, run_trial, start_experiment  # noqa: E402
+from experiments.runtime.capacity import measure_capacity  # noqa: E402
+from experiments.runtime.results import CsvLog, new_run_dir, write_config  # noqa: E402
+from experiments.runtime.trial import (  # noqa: E402
+    TrialConfig,
+    TrialError,
+    run_trial,
+    start_experiment,
+)
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
 from nfs import NF_CLASSES  # noqa: E402
 
 STATE_CHECKS = ("every_fault_done", "states_equal_reference", "replicas_equal",

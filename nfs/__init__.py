@@ -6,6 +6,9 @@ order of the paper's table: ddos, hh, tb, knock, conntrack).
 
 from __future__ import annotations
 
+import argparse
+import json
+
 from nfs.base import NetworkFunction
 from nfs.conntrack import TcpConnectionTracker
 from nfs.ddos import DDoSMitigator
@@ -30,3 +33,22 @@ def make_nf(name: str, **params) -> NetworkFunction:
         return cls(**params)
     except TypeError as err:  # an unknown parameter name
         raise ValueError(f"bad parameters for NF {name!r}: {err}") from None
+
+
+def parse_nf_params(text: str) -> dict:
+    """``--nf-params``: a JSON object of NF parameters; ValueError (one line) otherwise."""
+    try:
+        params = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"--nf-params is not valid JSON: {err}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"--nf-params must be a JSON object, not {text!r}")
+    return params
+
+
+def nf_params_arg(text: str) -> dict:
+    """``parse_nf_params`` as an argparse ``type``: its message becomes the usage error."""
+    try:
+        return parse_nf_params(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from nfs.packet import Packet
+from sequencer.wire.packet import Packet
 
 DROP = 0
 PASS = 1
@@ -68,7 +68,7 @@ class SpinGovernor:
 
     A round of :func:`spin` takes 75-160 ns depending on the machine and, on one machine, on
     what shares its CPU (a busy sibling hyperthread nearly halves it). The experiment
-    calibrates a round once (``experiments.calibration``) and gives the NF its ``work`` and
+    calibrates a round once (``experiments.runtime.calibration``) and gives the NF its ``work`` and
     ``state_work`` in rounds; a core that governs them times each packet's work with its
     thread's CPU clock, follows a round's cost (a moving average) and sets the rounds so
     that the work stays ``work`` x the calibrated cost in CPU time, and the state work and

@@ -50,7 +50,16 @@ import struct
 
 from nfs.base import DROP, PASS, NetworkFunction, int_param
 from nfs.heavy_hitter import FOUR_TUPLE_FIELDS
-from nfs.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet, int_to_ip
+from sequencer.wire.packet import (
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Packet,
+    int_to_ip,
+)
 
 CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT = range(4)
 STATE_NAMES = ("CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from nfs.base import DROP, PASS, NetworkFunction, int_param
-from nfs.packet import Packet, int_to_ip
+from sequencer.wire.packet import Packet, int_to_ip
 
 
 class DDoSMitigator(NetworkFunction):

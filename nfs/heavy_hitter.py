@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 
 from nfs.base import DROP, PASS, NetworkFunction, int_param
-from nfs.packet import TCP_FIN, TCP_SYN, Packet, int_to_ip
+from sequencer.wire.packet import TCP_FIN, TCP_SYN, Packet, int_to_ip
 
 FOUR_TUPLE_FIELDS = ("ip_src", "ip_dst", "tcp_src", "tcp_dst")
 _SYN_FIN = TCP_SYN | TCP_FIN

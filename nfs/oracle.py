@@ -34,9 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nfs.base import NetworkFunction
-from nfs.packet import Packet
 from nfs.reference import Equivalence, StateView, check_views
-from sequencer.header import expected_count
+from sequencer.wire.header import expected_count
+from sequencer.wire.packet import Packet
 
 MAX_PROBLEMS = 20
 #: The sequencer's modes: how it sprays and what history it sends.
@@ -131,7 +131,7 @@ class OracleResult:
 
 def protocol_errors(truth: GroundTruth) -> list[str]:
     """Where the sequencer broke the spray order or the history rule
-    (``sequencer.header.expected_count``): a buggy sequencer must not pass for lossy cores.
+    (``sequencer.wire.header.expected_count``): a buggy sequencer must not pass for lossy cores.
     STOP frames are judged where they were sent (an end marker may come early)."""
     errors: list[str] = []
     n = truth.n_cores

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 
 from nfs.base import DROP, PASS, NetworkFunction
-from nfs.packet import TCP_FIN, Packet, int_to_ip
+from sequencer.wire.packet import TCP_FIN, Packet, int_to_ip
 
 CLOSED_0, CLOSED_1, CLOSED_2, OPEN = range(4)
 STATE_NAMES = ("CLOSED_0", "CLOSED_1", "CLOSED_2", "OPEN")

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from nfs.base import CHAIN_START, NetworkFunction, chain_step
-from nfs.packet import Packet
+from sequencer.wire.packet import Packet
 
 
 @dataclass

@@ -33,7 +33,7 @@ import struct
 
 from nfs.base import DROP, PASS, NetworkFunction, int_param
 from nfs.heavy_hitter import FOUR_TUPLE_FIELDS, four_tuple_json
-from nfs.packet import TCP_FIN, TCP_SYN, Packet
+from sequencer.wire.packet import TCP_FIN, TCP_SYN, Packet
 
 MICRO = 1_000_000  # micro-tokens per token
 _NS_PER_S = 1_000_000_000

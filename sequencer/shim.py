@@ -43,7 +43,8 @@ On exit it writes the **ground truth** every run is checked against:
 their oldest history record withheld, a sequencer bug the checks must catch.
 
 Every strategy's packets go through the shim, so that all strategies pay the same
-infrastructure cost and all get the sequencer's order and clock (``--strategy``):
+infrastructure cost and all get the sequencer's order and clock. A strategy's ``spray``
+(:mod:`nfs.strategies`) is the shim's mode:
 
 * ``scr`` (and ``single``, one core): as above;
 * ``lock``: round-robin spray with an empty history (the cores share one state instead);
@@ -51,45 +52,54 @@ infrastructure cost and all get the sequencer's order and clock (``--strategy``)
   (sequence number, timestamp) so that the switch's RSS hash can still read its IPv4 and
   TCP fields. STOP frames are SCR frames, one per core slot, in every mode.
 
-Run: ``python -m sequencer.shim --in-iface seq-eth0 --out-iface seq-eth1 --cores 4 --nf ddos``.
+The NF's record packing is handed in (:class:`RecordPacker`): this package depends on nothing
+above it. The process that runs the shim in the sequencer host is
+:mod:`experiments.hosts.shim`.
+
 Caveat: one Python process, so it is a bottleneck candidate; ``tx_errors`` counts sends the
 kernel refused (full socket buffer) and the fidelity check must watch it.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import random
-import sys
 import time
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
-from nfs import NF_CLASSES, make_nf
-from nfs.base import NetworkFunction
-from nfs.packet import parse
-from sequencer import header as h
 from sequencer.dataplane import (
     ETH_P_ALL,
     DropCounter,
     announce_ready,
-    check_places,
     cpu_seconds,
     open_socket,
-    run_until_stopped,
     write_json,
     write_pcap_ns,
 )
+from sequencer.wire import header as h
+from sequencer.wire.packet import Packet, parse
 
 MALFORMED_SAMPLES = 5
 SEQUENCED_PCAP = "sequenced.pcap"
 SEQUENCED_CSV = "sequenced.csv"
-STRATEGIES = ("scr", "lock", "shard", "single")
+#: How the shim sprays (a strategy's ``spray``): ``scr`` and ``single`` with the history,
+#: ``lock`` round-robin with none, ``shard`` not at all (the switch hashes; a trailer).
+SPRAY_MODES = ("scr", "lock", "shard", "single")
+
+
+class RecordPacker(Protocol):
+    """What the shim needs of the NF (an ``nfs.base.NetworkFunction`` is one): its history
+    record, packed. Handed in, so that the sequencer depends on nothing above it."""
+
+    name: str
+    record_size: int
+
+    def pack_record(self, pkt: Packet, ts: int) -> bytes: ...
 #: What became of each sequenced packet (``sequenced.csv``'s ``fate``).
 FATE_SENT, FATE_INJECTED, FATE_TX_ERROR = 0, 1, 2
 FATES = {FATE_SENT: "sent", FATE_INJECTED: "injected", FATE_TX_ERROR: "tx_error"}
@@ -104,12 +114,12 @@ class Sequencer:
     loss, refused by the kernel on send), and every STOP frame it sent.
     """
 
-    def __init__(self, nf: NetworkFunction, n_cores: int, strategy: str = "scr",
+    def __init__(self, nf: RecordPacker, n_cores: int, mode: str = "scr",
                  loss_rate: float = 0.0, loss_seed: int = 1, withhold: Iterable[int] = ()):
         if not 1 <= n_cores <= h.MAX_CORES:
             raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if mode not in SPRAY_MODES:
+            raise ValueError(f"unknown spray mode {mode!r}; choose from {', '.join(SPRAY_MODES)}")
         if not 0 <= loss_rate < 1:
             raise ValueError(f"loss rate must be in [0, 1), got {loss_rate}")
         if nf.record_size > h.MAX_RECORD_SIZE:
@@ -117,11 +127,11 @@ class Sequencer:
                              f"{h.MAX_RECORD_SIZE} B")
         self.nf = nf
         self.n_cores = n_cores
-        self.strategy = strategy
+        self.mode = mode
         self.next_seq = 0
         # The newest n-1 records, whatever the spray: a core that comes back, or a survivor
         # after a respray, may need more than spray-1 of them (see header.expected_count).
-        history = n_cores - 1 if strategy in ("scr", "single") else 0
+        history = n_cores - 1 if mode in ("scr", "single") else 0
         self.ring: deque[bytes] = deque(maxlen=history)
         self.last_sent = [-1] * n_cores  # per core: the last sequence number sprayed to it
         self.active: tuple[int, ...] = tuple(range(n_cores))
@@ -131,7 +141,7 @@ class Sequencer:
         # Control events (spray commands, STOP rounds) in the order they happened: several
         # may share a sequence number, and the history rule depends on their order.
         self._events = itertools.count()
-        if strategy == "shard":
+        if mode == "shard":
             self.sequence = self._stamp  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
         self._record_size = nf.record_size
@@ -252,7 +262,7 @@ class Sequencer:
             self.malformed["stale_spray" if epoch <= self.epoch else "bad_spray"] += 1
             return False
         self.epoch = epoch
-        last = self.cores[-1] if self.next_seq and self.strategy != "shard" else -1
+        last = self.cores[-1] if self.next_seq and self.mode != "shard" else -1
         self.active = tuple(sorted(cores))
         self._turn = next((i for i, c in enumerate(self.active) if c > last), 0)
         self.reconfigs.append({"seq": self.next_seq, "epoch": epoch, "cores": list(cores),
@@ -327,7 +337,7 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
         tx.close()
 
 
-def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
+def write_results(seq: Sequencer, stats: Counter, out_dir: Path, strategy: str) -> None:
     """The ground truth (``sequenced.pcap``, ``sequenced.csv``) and ``shim.json``."""
     write_pcap_ns(out_dir / SEQUENCED_PCAP, seq.frames, seq.timestamps)
     with open(out_dir / SEQUENCED_CSV, "w") as f:
@@ -346,7 +356,8 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
             "stop_markers": seq.stops,
             "tx_errors": stats["tx_errors"],
             "rx_dropped": seq.rx_dropped,
-            "strategy": seq.strategy,
+            "strategy": strategy,
+            "mode": seq.mode,
             "loss_rate": seq.loss_rate,
             "injected_loss": len(seq.lost),
             "lost_seqs": list(seq.lost),
@@ -358,37 +369,3 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path) -> None:
             "cpu_s": cpu_seconds(),
         },
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--in-iface", required=True, help="interface the switch feeds")
-    parser.add_argument("--out-iface", required=True, help="interface towards the cores")
-    parser.add_argument("--cores", type=int, required=True, help="number of cores N")
-    parser.add_argument("--nf", required=True, choices=sorted(NF_CLASSES))
-    parser.add_argument("--nf-params", default="{}", help="NF parameters as JSON")
-    parser.add_argument("--strategy", default="scr", choices=STRATEGIES)
-    parser.add_argument("--loss", type=float, default=0.0,
-                        help="drop this fraction of sequenced packets (injected loss, 0..1)")
-    parser.add_argument("--loss-seed", type=int, default=1, help="seed of the injected loss")
-    parser.add_argument("--withhold", type=int, nargs="*", default=[], metavar="SEQ",
-                        help="fault injection, to test the oracle: send these packets with "
-                             "their oldest history record withheld")
-    parser.add_argument("--out", type=Path, required=True, help="results folder")
-    args = parser.parse_args(argv)
-    try:
-        params = json.loads(args.nf_params)
-        if not isinstance(params, dict):
-            raise ValueError(f"--nf-params must be a JSON object, got {args.nf_params}")
-        seq = Sequencer(make_nf(args.nf, **params), args.cores, args.strategy, args.loss,
-                        args.loss_seed, args.withhold)
-        check_places(args.out, args.in_iface, args.out_iface)  # after the values
-    except ValueError as err:  # json's errors are ValueErrors too
-        parser.exit(2, f"shim: {err}\n")
-    stats: Counter = Counter()
-    return run_until_stopped(lambda: run(seq, args.in_iface, args.out_iface, stats),
-                             lambda: write_results(seq, stats, args.out))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

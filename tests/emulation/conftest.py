@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from experiments.calibration import Costs, calibrate
-from experiments.capacity import Capacity, measure_capacity
-from experiments.preflight import check_environment
-from experiments.traffic import TraceSpec, make_trace, write_pcap
-from experiments.trial import TrialConfig
+from experiments.runtime.calibration import Costs, calibrate
+from experiments.runtime.capacity import Capacity, measure_capacity
+from experiments.runtime.preflight import check_environment
+from experiments.runtime.trial import TrialConfig
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 from topologies.scr_topo import SWITCH
 
 #: Correctness tests offer this fraction of what their cores carry (measured): wide
 #: headroom, so that no queue drops a packet even on a noisy machine.
 SAFE_LOAD = 0.3
 
-TESTBED_MODULES = ("nfs.worker", "sequencer.shim", "experiments.sink", "experiments.generator",
+TESTBED_MODULES = ("nfs.worker", "experiments.hosts.shim", "experiments.hosts.sink", "experiments.hosts.generator",
                    "controller.launcher", "experiments/skew_sweep.py",
                    "experiments/core_sweep.py", "experiments.bench_datapath",
-                   "nfs.state_service", "nfs.redis_store", "redis-server 127.0.0.1",
+                   "nfs.stores.service", "nfs.stores.redis_server", "redis-server 127.0.0.1",
                    "experiments/async_latency.py", "experiments/failover.py",
                    "experiments.failover", "experiments/core_failover.py",
                    "experiments/soak.py", "experiments/loss_sweep.py",

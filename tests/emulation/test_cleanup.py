@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results import REPO_ROOT
-from experiments.trial import Testbed, TrialConfig, TrialError, run_trial
+from experiments.runtime.results import REPO_ROOT
+from experiments.runtime.trial import Testbed, TrialConfig, TrialError, run_trial
 from tests.emulation.conftest import leftovers, rate_for
 from topologies.scr_topo import SWITCH
 

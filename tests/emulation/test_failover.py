@@ -10,8 +10,8 @@ import time
 
 from controller.dispatch import EVENTS_FILE, expected_flow_count
 from experiments.failover import FailoverTestbed, run_failover
-from experiments.trial import TrialConfig, pipeline_flows
-from sequencer.header import slot_mac
+from experiments.runtime.trial import TrialConfig, pipeline_flows
+from sequencer.wire.header import slot_mac
 from tests.emulation.conftest import rate_for
 from topologies.scr_topo import PortPlan
 

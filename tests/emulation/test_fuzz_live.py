@@ -28,13 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.traffic import write_pcap
-from experiments.trial import Testbed, TrialConfig, collect
+from experiments.runtime.trial import Testbed, TrialConfig, collect
+from experiments.workload.traffic import write_pcap
 from nfs import make_nf
-from nfs.packet import parse
-from nfs.worker import Replica, ShardCore
-from sequencer import header as h
+from nfs.cores.replica import Replica
+from nfs.cores.shard import ShardCore
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for
 
 SEED = 5

@@ -3,9 +3,9 @@ run goes on and stays equal to sequential processing."""
 
 from __future__ import annotations
 
-from experiments.traffic import write_pcap
-from experiments.trial import Testbed, TrialConfig, collect, run_trial
-from sequencer import header as h
+from experiments.runtime.trial import Testbed, TrialConfig, collect, run_trial
+from experiments.workload.traffic import write_pcap
+from sequencer.wire import header as h
 from tests.emulation.conftest import rate_for
 
 

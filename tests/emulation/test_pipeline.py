@@ -10,12 +10,12 @@ from collections import defaultdict
 import pytest
 
 from controller.dispatch import expected_flow_count
-from experiments.generator import END_MARKERS
-from experiments.traffic import KNOCK_NET
-from experiments.trial import Testbed, TrialConfig, collect, pipeline_flows, run_trial
+from experiments.hosts.generator import END_MARKERS
+from experiments.runtime.trial import Testbed, TrialConfig, collect, pipeline_flows, run_trial
+from experiments.workload.traffic import KNOCK_NET
 from nfs.base import PASS
-from nfs.packet import parse
-from sequencer.header import slot_mac
+from sequencer.wire.header import slot_mac
+from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for
 from topologies.scr_topo import PortPlan
 

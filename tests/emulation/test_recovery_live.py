@@ -22,9 +22,9 @@ from dataclasses import replace
 import pytest
 
 from controller.dispatch import EVENTS_FILE
-from experiments.capacity import measure_capacity
 from experiments.core_failover import DEFAULT_LOAD, Fault, run_with_faults, table
-from experiments.trial import Testbed, TrialConfig, run_trial
+from experiments.runtime.capacity import measure_capacity
+from experiments.runtime.trial import Testbed, TrialConfig, run_trial
 from nfs import NF_CLASSES
 from tests.emulation.conftest import rate_for
 

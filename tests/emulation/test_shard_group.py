@@ -26,16 +26,16 @@ from mininet.net import Mininet
 
 from controller.dispatch import expected_flow_count, expected_groups
 from controller.launcher import ControllerProcess, LoopbackController
-from experiments.traffic import SERVER, write_pcap
-from experiments.trial import (
+from experiments.runtime.trial import (
     HOST_IP_BASE,
     deferred_interrupts,
     pipeline_flows,
     quiet_switch_ports,
 )
-from nfs.packet import PROTO_TCP, build, ip_to_int
+from experiments.workload.traffic import SERVER, write_pcap
 from sequencer.dataplane import READY
-from sequencer.header import slot_mac
+from sequencer.wire.header import slot_mac
+from sequencer.wire.packet import PROTO_TCP, build, ip_to_int
 from topologies.scr_topo import NF, SEQ, SWITCH, PortPlan, ScrTopo
 
 CORES = 4
@@ -72,7 +72,7 @@ print(json.dumps(got), flush=True)
 # the switch port's socket queue never overflows.
 SENDER = """
 import socket, sys, time
-from experiments.traffic import read_pcap
+from experiments.workload.traffic import read_pcap
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
 s.bind((sys.argv[1], 0))
 for frame in read_pcap(sys.argv[2]):

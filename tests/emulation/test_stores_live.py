@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.trial import TrialConfig, run_trial
+from experiments.runtime.trial import TrialConfig, run_trial
 from nfs import NF_CLASSES, make_nf
-from nfs.packet import parse
+from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for
 
 NF_PARAMS = {"ddos": {"threshold": 30}}

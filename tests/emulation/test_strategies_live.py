@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.mlffr import find_mlffr
-from experiments.trial import SHM_DIR, TrialConfig, run_trial
+from experiments.analysis.mlffr import find_mlffr
+from experiments.runtime.trial import SHM_DIR, TrialConfig, run_trial
 from nfs import NF_CLASSES
-from nfs.packet import parse
+from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for
 
 # The emulation trace has a 30-packet DDoS threshold in its design; the other NFs' defaults

@@ -29,9 +29,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter
 
-from experiments.results import REPO_ROOT
-from experiments.trace_files import import_trace
-from experiments.trial import TrialConfig, run_trial
+from experiments.runtime.results import REPO_ROOT
+from experiments.runtime.trial import TrialConfig, run_trial
+from experiments.workload.trace_files import import_trace
 from nfs.base import PASS
 from nfs.port_knocking import DEFAULT_KNOCKS
 from tests.emulation.conftest import rate_for

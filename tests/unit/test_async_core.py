@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from experiments import sweep
-from experiments.plotting import DELAY_PLOT, plot_run
-from experiments.traffic import TraceSpec, make_trace
+from experiments.campaigns import sweep
+from experiments.plots.plotting import DELAY_PLOT, plot_run
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import make_nf
-from nfs.async_core import StoreCore, percentiles
-from nfs.packet import parse
+from nfs.cores.store import StoreCore, percentiles
 from nfs.reference import check_access_order, run_reference
-from nfs.strategies import STORE_STRATEGIES, STRATEGIES, spray_mode
-from sequencer import header as h
+from nfs.strategies import get as get_strategy
+from nfs.strategies import names as strategy_names
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.packet import parse
 
 SPEC = TraceSpec(packets=300, flows=10, skew=1.5, attackers=1, attack_share=0.3, seed=5)
 
@@ -68,17 +69,21 @@ class MemoryStore:
 
 
 def store_core(strategy: str, nf, store, core=0, n_cores=1, inflight=8) -> StoreCore:
-    return StoreCore(STORE_STRATEGIES[strategy], nf, core, n_cores, store, inflight)
+    return StoreCore(strategy, nf, core, n_cores, store, inflight,
+                     get_strategy(strategy).blocking)
+
+
+STORE_STRATEGIES = ("service", "service-blocking", "remote", "remote-blocking", "remote-naive")
 
 
 def test_strategy_table():
-    assert set(STORE_STRATEGIES) <= set(STRATEGIES)
-    assert {"scr", "lock", "shard", "single"} <= set(STRATEGIES)
-    assert all(spray_mode(s) == "lock" for s in STORE_STRATEGIES)
-    assert spray_mode("shard") == "shard"
-    assert STORE_STRATEGIES["service-blocking"].blocking
-    assert not STORE_STRATEGIES["remote"].blocking
-    assert STORE_STRATEGIES["remote-naive"].store == "redis-naive"
+    assert set(strategy_names()) == {"scr", "lock", "shard", "single", *STORE_STRATEGIES}
+    assert all(get_strategy(s).spray == "lock" and get_strategy(s).store
+               for s in STORE_STRATEGIES)
+    assert get_strategy("shard").spray == "shard"
+    assert get_strategy("service-blocking").blocking
+    assert not get_strategy("remote").blocking
+    assert get_strategy("remote-naive").store == "redis-naive"
 
 
 def test_blocking_strategy_forces_one_in_flight():

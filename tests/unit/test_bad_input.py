@@ -6,8 +6,8 @@ a start; a few cases run them end to end):
 
 * bad flag values: the experiment scripts (``skew_sweep``, ``core_sweep``, ``async_latency``,
   ``failover``, ``bench_datapath``, ``plot``) and the processes a trial starts
-  (``nfs.worker``, ``sequencer.shim``, ``nfs.state_service``, ``nfs.redis_store``,
-  ``controller.launcher``, ``experiments.generator``, ``experiments.sink``, the benchmark's
+  (``nfs.worker``, ``sequencer.shim``, ``nfs.stores.service``, ``nfs.stores.redis_server``,
+  ``controller.launcher``, ``experiments.hosts.generator``, ``experiments.hosts.sink``, the benchmark's
   ``--role`` processes), non-finite numbers included;
 * unreadable or corrupt pcap files: missing, a directory (the tests run as root, so "no
   permission" cannot be made with modes), empty, truncated, wrong magic, another link type,
@@ -46,18 +46,11 @@ from pathlib import Path
 import pytest
 
 from controller.launcher import read_pipeline
-from experiments import (
-    async_latency,
-    bench_datapath,
-    core_sweep,
-    failover,
-    plot,
-    skew_sweep,
-)
-from experiments.results import REPO_ROOT
-from experiments.traffic import TraceError, read_pcap, write_pcap
-from nfs.packet import PROTO_TCP, build
+from experiments import async_latency, bench_datapath, core_sweep, failover, plot, skew_sweep
+from experiments.runtime.results import REPO_ROOT
+from experiments.workload.traffic import TraceError, read_pcap, write_pcap
 from sequencer.dataplane import port_is_free
+from sequencer.wire.packet import PROTO_TCP, build
 from topologies.scr_topo import PortPlan
 
 SCRIPTS = REPO_ROOT / "experiments"
@@ -293,7 +286,7 @@ def bad_traces(tmp_path) -> dict[str, tuple[Path, str]]:
         "no packets": (good[:24], "has no packets"),
         "link type": (good[:20] + struct.pack("<I", 101) + good[24:],
                       "has link type 101 (raw IP), not Ethernet: import it with "
-                      "python -m experiments.trace_files"),
+                      "python -m experiments.workload.trace_files"),
         "huge record": (good[:24] + struct.pack("<IIII", 0, 0, 300_000, 300_000) + good[40:]
                         + bytes(300_000), "has a record longer than 262144 bytes (record 0)"),
     }
@@ -321,7 +314,7 @@ def test_read_pcap_reads_a_good_trace(tmp_path):
 
 def test_generator_rejects_bad_traces_before_sending(bad_traces, tmp_path):
     for path, message in bad_traces.values():
-        result = run(["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", str(path),
+        result = run(["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", str(path),
                       "--rate", "10", "--out", str(tmp_path)])
         assert_one_line(result, f"generator: {message}")
         assert result.stdout == ""  # never READY: nothing was sent
@@ -355,7 +348,7 @@ def worker(*extra: str, out: str = "{out}") -> list[str]:
 
 
 def shim(*extra: str, cores: str = "2") -> list[str]:
-    return ["-m", "sequencer.shim", "--in-iface", NO_IFACE, "--out-iface", NO_IFACE,
+    return ["-m", "experiments.hosts.shim", "--in-iface", NO_IFACE, "--out-iface", NO_IFACE,
             "--cores", cores, "--nf", "ddos", "--out", "{out}", *extra]
 
 
@@ -363,11 +356,17 @@ PROCESS_CASES = [
     # nfs.worker
     (worker("--core", "1"), "--core must be in 0..0"),
     (worker("--rcvbuf", "100"), "--rcvbuf must be >= 4096 bytes"),
-    (worker("--inflight", "0"), "--inflight must be >= 1"),
-    (worker("--store-delay-us", "-1"), "--store-delay-us in 0..10000000"),
+    (worker("--strategy", "service", "--store", "127.0.0.1:7", "--inflight", "0"),
+     "worker: --inflight must be >= 1"),
+    (worker("--strategy", "service", "--store", "127.0.0.1:7", "--store-delay-us", "-1"),
+     "--store-delay-us in 0..10000000"),
+    # A strategy's options are its own: another strategy's worker refuses them.
+    (worker("--strategy", "scr", "--inflight", "4"), "unrecognized arguments: --inflight 4"),
+    (worker("--strategy", "lock", "--recovery", "/dev/shm/x"),
+     "unrecognized arguments: --recovery"),
     (worker("--nf", "nope"), "invalid choice: 'nope'"),
     (worker("--strategy", "magic"), "invalid choice: 'magic'"),
-    (worker("--nf-params", "{{bad"), "worker: Expecting property name"),
+    (worker("--nf-params", "{{bad"), "worker: --nf-params is not valid JSON"),
     (worker("--nf-params", '{{"threshold": -1}}'), "worker: threshold must be >= 1, not -1"),
     (worker("--strategy", "lock"), "worker: the lock strategy needs --table"),
     (worker("--strategy", "lock", "--table", "/nonexistent.table"),
@@ -391,27 +390,27 @@ PROCESS_CASES = [
             "-1"), "worker: --heartbeat-ms must be >= 0"),
     # sequencer.shim
     (shim("--nf", "nope"), "invalid choice: 'nope'"),
-    (shim("--strategy", "service"), "invalid choice: 'service'"),
+    (shim("--strategy", "magic"), "invalid choice: 'magic'"),
     (shim(cores="two"), "invalid int value: 'two'"),
-    # nfs.state_service
-    (["-m", "nfs.state_service", "--nf", "ddos", "--listen", "10.0.0.1:5", "--out", "{out}"],
+    # nfs.stores.service
+    (["-m", "nfs.stores.service", "--nf", "ddos", "--listen", "10.0.0.1:5", "--out", "{out}"],
      "state_service: the service listens on a loopback IP address only"),
-    (["-m", "nfs.state_service", "--nf", "ddos", "--listen", "127.0.0.1:x", "--out",
+    (["-m", "nfs.stores.service", "--nf", "ddos", "--listen", "127.0.0.1:x", "--out",
       "{out}"], "state_service: listen address must be HOST:PORT"),
-    (["-m", "nfs.state_service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out",
+    (["-m", "nfs.stores.service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out",
       "/nonexistent"], "state_service: no such results folder: /nonexistent"),
-    (["-m", "nfs.state_service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out", "{out}",
+    (["-m", "nfs.stores.service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out", "{out}",
       "--nf-params", "[]"], "state_service: --nf-params must be a JSON object"),
-    (["-m", "nfs.state_service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out", "{out}",
+    (["-m", "nfs.stores.service", "--nf", "ddos", "--listen", "127.0.0.1:7", "--out", "{out}",
       "--nf-params", "{{bad"], "state_service: --nf-params is not valid JSON"),
-    # nfs.redis_store
-    (["-m", "nfs.redis_store", "--nf", "ddos", "--port", "0", "--out", "{out}"],
+    # nfs.stores.redis_server
+    (["-m", "nfs.stores.redis_server", "--nf", "ddos", "--port", "0", "--out", "{out}"],
      "redis_store: port must be in 1..65535, not 0"),
-    (["-m", "nfs.redis_store", "--nf", "ddos", "--port", "70000", "--out", "{out}"],
+    (["-m", "nfs.stores.redis_server", "--nf", "ddos", "--port", "70000", "--out", "{out}"],
      "redis_store: port must be in 1..65535, not 70000"),
-    (["-m", "nfs.redis_store", "--nf", "ddos", "--port", "6390", "--out", "/nonexistent"],
+    (["-m", "nfs.stores.redis_server", "--nf", "ddos", "--port", "6390", "--out", "/nonexistent"],
      "redis_store: no such results folder: /nonexistent"),
-    (["-m", "nfs.redis_store", "--nf", "ddos", "--port", "6390", "--out", "{out}",
+    (["-m", "nfs.stores.redis_server", "--nf", "ddos", "--port", "6390", "--out", "{out}",
       "--nf-params", '{{"x": 1}}'], "redis_store: bad parameters for NF 'ddos'"),
     # controller.launcher
     (["-m", "controller.launcher", "--pipeline", "{plan}", "--port", "0"],
@@ -422,21 +421,21 @@ PROCESS_CASES = [
      "launcher: cannot read pipeline /nonexistent.json: No such file or directory"),
     (["-m", "controller.launcher", "--pipeline", "{out}", "--port", "6999"],
      "launcher: cannot read pipeline {out}: Is a directory"),
-    # experiments.generator
-    (["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
+    # experiments.hosts.generator
+    (["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
       "0", "--out", "{out}"], "--rate: must be > 0, got 0"),
-    (["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
+    (["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
       "inf", "--out", "{out}"], "--rate: must be a finite number, got inf"),
-    (["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
+    (["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
       "10", "--count", "-1", "--out", "{out}"], "--count must be >= 0"),
-    (["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
+    (["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
       "10", "--out", "/nonexistent"], "generator: no such results folder: /nonexistent"),
-    (["-m", "experiments.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
+    (["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", "{trace}", "--rate",
       "10", "--out", "{out}"], f"generator: cannot send on {NO_IFACE}: No such device"),
-    # experiments.sink
-    (["-m", "experiments.sink", "--iface", NO_IFACE, "--out", "{out}"],
+    # experiments.hosts.sink
+    (["-m", "experiments.hosts.sink", "--iface", NO_IFACE, "--out", "{out}"],
      f"sink: cannot use interface {NO_IFACE}"),
-    (["-m", "experiments.sink", "--iface", NO_IFACE, "--out", "/nonexistent"],
+    (["-m", "experiments.hosts.sink", "--iface", NO_IFACE, "--out", "/nonexistent"],
      "sink: no such results folder: /nonexistent"),
     # the benchmark's processes
     (["-m", "experiments.bench_datapath", "--role", "receiver", "--iface", NO_IFACE, "--out",
@@ -462,7 +461,7 @@ FIXED_CASES = [  # tracebacks this issue's fuzzing found, now one line each
     (worker(out="/nonexistent"), "worker: no such results folder: /nonexistent"),
     (shim(cores="0"), "shim: cores must be in 1..255"),
     (shim(cores="300"), "shim: cores must be in 1..255"),
-    (shim("--nf-params", "{{bad"), "shim: Expecting property name"),
+    (shim("--nf-params", "{{bad"), "shim: --nf-params is not valid JSON"),
     (shim("--nf-params", "[1]"), "shim: --nf-params must be a JSON object"),
     (shim("--nf-params", '{{"threshold": 0}}'), "threshold"),
     (shim(), f"shim: cannot use interface {NO_IFACE}"),

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from experiments.calibration import Costs, calibrate, spin_ns_per_round
-from experiments.capacity import capacity_from_cores
-from experiments.trial import TrialError
+from experiments.runtime.calibration import Costs, calibrate, spin_ns_per_round
+from experiments.runtime.capacity import capacity_from_cores
+from experiments.runtime.trial import TrialError
 from nfs import make_nf
 from nfs.base import SpinGovernor, spin
 
@@ -75,9 +75,9 @@ def test_capacity_from_the_cores_own_accounting():
 
 
 def test_a_governed_core_processes_and_reports_its_rounds():
-    from experiments.offline import ts_of
-    from experiments.traffic import TraceSpec, make_trace
-    from nfs.worker import Replica
+    from experiments.analysis.offline import ts_of
+    from experiments.workload.traffic import TraceSpec, make_trace
+    from nfs.cores.replica import Replica
     from sequencer.shim import Sequencer
 
     seq = Sequencer(make_nf("ddos"), 1)

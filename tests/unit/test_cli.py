@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from experiments.results import REPO_ROOT
+from experiments.runtime.results import REPO_ROOT
 
 SWEEPS = [str(REPO_ROOT / "experiments" / f"{name}.py")
           for name in ("skew_sweep", "core_sweep", "loss_sweep")]
@@ -50,8 +50,8 @@ def test_sweep_rejects_bad_flags_in_one_line(sweep, argv, message):
     assert message in last and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["nfs.worker", "sequencer.shim", "experiments.sink",
-                                    "experiments.generator", "controller.launcher"])
+@pytest.mark.parametrize("module", ["nfs.worker", "experiments.hosts.shim", "experiments.hosts.sink",
+                                    "experiments.hosts.generator", "controller.launcher"])
 def test_process_entry_points_have_help(module):
     result = run("-m", module, "--help")
     assert result.returncode == 0 and "--" in result.stdout
@@ -60,7 +60,7 @@ def test_process_entry_points_have_help(module):
 def test_generator_reports_an_unreadable_trace_in_one_line(tmp_path):
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"not a pcap at all, sorry")
-    result = run("-m", "experiments.generator", "--iface", "lo", "--trace", str(bad),
+    result = run("-m", "experiments.hosts.generator", "--iface", "lo", "--trace", str(bad),
                  "--rate", "10", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -68,6 +68,6 @@ def test_generator_reports_an_unreadable_trace_in_one_line(tmp_path):
 
 
 def test_plotting_a_folder_without_results_says_so(tmp_path):
-    result = run("-m", "experiments.plotting", str(tmp_path))
+    result = run("-m", "experiments.plots.plotting", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"plotting: no results.csv in {tmp_path}"

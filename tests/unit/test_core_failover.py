@@ -12,13 +12,13 @@ import pytest
 
 from controller.dispatch import CoreWatch, check_plan, pipeline_rules
 from experiments.core_failover import Fault, check_faults
-from experiments.results import REPO_ROOT
+from experiments.runtime.results import REPO_ROOT
 from experiments.soak import periodic_faults
 from nfs import make_nf
-from nfs.packet import PROTO_TCP, build
-from nfs.replication import ETH_P_HEARTBEAT
-from sequencer import header as h
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.heartbeat import ETH_P_HEARTBEAT
+from sequencer.wire.packet import PROTO_TCP, build
 from topologies.scr_topo import PortPlan
 
 FRAME = build(src=1, dst=2, proto=PROTO_TCP, sport=1, dport=2, trace_id=0)
@@ -170,7 +170,7 @@ def test_experiment_flags_fail_in_one_line(script, argv, message):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--join"], "--join needs --recovery"),
     (["--strategy", "lock", "--recovery", "/dev/shm/x", "--table", "/nonexistent"],
-     "for the scr strategy"),
+     "unrecognized arguments: --recovery"),
     (["--recovery", "/nonexistent/ring"], "cannot open the record log /nonexistent/ring.core0"),
 ])
 def test_worker_recovery_flags_fail_in_one_line(argv, message, tmp_path):
@@ -185,7 +185,7 @@ def test_stop_rounds_and_a_respray_at_one_sequence_number_keep_the_history_rule(
     """At the end of a run a core may exit (and fall silent) between two STOP rounds: the
     controller resprays at the same sequence number. The oracle replays the control events
     in the order they happened, so each STOP frame is judged by the spray it was sent in."""
-    from experiments.offline import ground_truth
+    from experiments.analysis.offline import ground_truth
     from nfs.oracle import protocol_errors
 
     seq = Sequencer(make_nf("ddos"), 4)

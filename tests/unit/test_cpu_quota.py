@@ -1,4 +1,4 @@
-"""CPU quotas of emulated cores (``experiments.cpu_quota``).
+"""CPU quotas of emulated cores (``experiments.runtime.cpu_quota``).
 
 ``quota_us`` is pure and always tested. ``CoreQuotas`` makes real cgroups: the tests named
 ``test_real_cgroup_*`` need root and a cgroup cpu controller (as on the testbed machines and
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cpu_quota import MIN_QUOTA_US, CoreQuotas, QuotaError, quota_us
+from experiments.runtime.cpu_quota import MIN_QUOTA_US, CoreQuotas, QuotaError, quota_us
 
 # --- quota_us (pure) ----------------------------------------------------------------------
 

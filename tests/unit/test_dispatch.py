@@ -14,7 +14,7 @@ import pytest
 
 from controller import dispatch as d
 from controller.compat import ofproto_v1_3, ofproto_v1_5, ofproto_v1_5_parser
-from sequencer.header import ETH_P_IP, ETH_P_SCR, slot_mac
+from sequencer.wire.header import ETH_P_IP, ETH_P_SCR, slot_mac
 from topologies.scr_topo import PortPlan
 
 FOUR_TUPLE = ["ip_src", "ip_dst", "tcp_src", "tcp_dst"]

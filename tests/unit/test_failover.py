@@ -11,9 +11,9 @@ from array import array
 import pytest
 
 from experiments import failover as f
-from experiments import sink
-from experiments.traffic import TraceSpec, make_trace
-from nfs.packet import parse
+from experiments.hosts import sink
+from experiments.workload.traffic import TraceSpec, make_trace
+from sequencer.wire.packet import parse
 
 
 def steady(rate: float, start: float, end: float) -> list[float]:

@@ -1,4 +1,4 @@
-"""The fidelity verdict (``experiments.fidelity.assess``): one rule per bottleneck.
+"""The fidelity verdict (``experiments.runtime.fidelity.assess``): one rule per bottleneck.
 
 ``assess`` is a pure function of two ``Sample`` objects and the processes' own counters, so
 each rule is checked by building samples by hand: a clean window is faithful, and each of
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from experiments.fidelity import (
+from experiments.runtime.fidelity import (
     DEFAULT,
     Sample,
     Thresholds,

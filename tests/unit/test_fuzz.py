@@ -10,8 +10,8 @@ shard trailer) set to edge or random values, frames replayed, frames of other co
 
 What must hold, for every input:
 
-* the decoders (``sequencer.header``: ``unpack_header``, ``decode``, ``unpack_trailer``;
-  ``nfs.packet.parse``; ``nfs.replication.parse_heartbeat``; ``experiments.traffic``'s pcap
+* the decoders (``sequencer.wire.header``: ``unpack_header``, ``decode``, ``unpack_trailer``;
+  ``sequencer.wire.packet.parse``; ``nfs.cores.replication.parse_heartbeat``; ``experiments.workload.traffic``'s pcap
   reader) raise nothing but their own one-line error (``MalformedFrame`` with a known
   reason, ``TraceError``), and what they accept re-encodes to the same bytes (a pcap:
   accounts for every byte);
@@ -52,16 +52,20 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scapy.utils import RawPcapNgWriter
 
-from experiments.offline import ground_truth, report
-from experiments.sink import summarize
-from experiments.traffic import TraceError, TraceSpec, make_trace, parse_pcap, write_pcap
+from experiments.analysis.offline import ground_truth, report
+from experiments.hosts.sink import summarize
+from experiments.workload.traffic import TraceError, TraceSpec, make_trace, parse_pcap, write_pcap
 from nfs import NF_CLASSES, make_nf
-from nfs import replication as r
-from nfs.async_core import StoreCore
+from nfs.cores import replication as r
+from nfs.cores.base import Core
+from nfs.cores.lock import LockCore
+from nfs.cores.replica import Replica
+from nfs.cores.shard import ShardCore
+from nfs.cores.shared_table import SharedTable
+from nfs.cores.store import StoreCore
 from nfs.oracle import check_run
-from nfs.packet import MIN_FRAME, NO_TRACE_ID, PROTO_TCP, PROTO_UDP, Packet, build, parse
-from nfs.shared_state import SharedTable
-from nfs.state_service import (
+from nfs.stores.clients import ServiceClient, StoreProtocolError, _ServiceProtocol, decode_value
+from nfs.stores.service import (
     REQUEST_HEADER,
     StateService,
     _Connection,
@@ -69,11 +73,10 @@ from nfs.state_service import (
     response_size,
     unpack_response,
 )
-from nfs.stores import ServiceClient, StoreProtocolError, _ServiceProtocol, decode_value
-from nfs.strategies import STORE_STRATEGIES
-from nfs.worker import Core, LockCore, Replica, ShardCore
-from sequencer import header as h
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire import heartbeat as hb
+from sequencer.wire.packet import MIN_FRAME, NO_TRACE_ID, PROTO_TCP, PROTO_UDP, Packet, build, parse
 
 settings.register_profile(
     "scr-fuzz",
@@ -256,32 +259,32 @@ def test_parse_reads_back_what_build_wrote(src, dst, proto, sport, dport, trace_
         assert (pkt.tcp_flags, pkt.tcp_seq) == (flags, seq)
 
 
-HEARTBEATS = [r.heartbeat_frame(role, counter) for role in r.ROLES
+HEARTBEATS = [hb.heartbeat_frame(role, counter) for role in hb.ROLES
               for counter in (0, 1, 2**40, 2**63 - 1)]
 
 
 @FUZZ
 @given(frame=any_frame(HEARTBEATS, [(12, 2), (14, 4), (18, 1), (19, 1), (20, 8)]))
 def test_parse_heartbeat(frame):
-    beat = r.parse_heartbeat(frame)  # never raises
+    beat = hb.parse_heartbeat(frame)  # never raises
     if beat is not None:
         role, counter = beat
-        assert role in r.ROLES
-        expected = r.heartbeat_frame(role, counter)
+        assert role in hb.ROLES
+        expected = hb.heartbeat_frame(role, counter)
         assert frame[12:18] == expected[12:18]  # ethertype and magic
-        assert frame[19:r.HEARTBEAT.size] == expected[19:r.HEARTBEAT.size]  # role, counter
+        assert frame[19:hb.HEARTBEAT.size] == expected[19:hb.HEARTBEAT.size]  # role, counter
 
 
 def test_parse_heartbeat_refuses_another_version():
-    beat = bytearray(r.heartbeat_frame(r.PRIMARY, 7))
+    beat = bytearray(hb.heartbeat_frame(hb.PRIMARY, 7))
     beat[18] = r.LOG_VERSION + 1
-    assert r.parse_heartbeat(bytes(beat)) is None
+    assert hb.parse_heartbeat(bytes(beat)) is None
 
 
 @FUZZ
-@given(role=st.sampled_from(sorted(r.ROLES)), counter=st.integers(-2**63, 2**63 - 1))
+@given(role=st.sampled_from(sorted(hb.ROLES)), counter=st.integers(-2**63, 2**63 - 1))
 def test_heartbeat_round_trip(role, counter):
-    assert r.parse_heartbeat(r.heartbeat_frame(role, counter)) == (role, counter)
+    assert hb.parse_heartbeat(hb.heartbeat_frame(role, counter)) == (role, counter)
 
 
 def _pcap(frames: list[bytes]) -> bytes:
@@ -352,14 +355,14 @@ def shim_feed(seq: Sequencer, frames: list[bytes]) -> list[tuple[int, int, bytes
             assert sum(seq.malformed.values()) + seq.stops == malformed + stops + 1
             continue
         assert seq.next_seq == next_seq + 1
-        if seq.strategy == "shard":
+        if seq.mode == "shard":
             assert slot == -1 and out[:-h.TRAILER_SIZE] == frame
             assert h.unpack_trailer(out) == (next_seq, ts_of(i))
         else:
             header, records, inner = h.decode(out)
             assert (header.seq, header.slot, header.flags) == (next_seq, slot, 0)
             assert slot == next_seq % seq.n_cores and inner == frame
-            assert records == (ring if seq.strategy == "scr" else [])
+            assert records == (ring if seq.mode == "scr" else [])
         accepted.append((i, slot, out))
     assert len(seq.trace_ids) == len(seq.timestamps) == seq.next_seq == len(accepted)
     assert seq.next_seq + sum(seq.malformed.values()) + seq.stops == len(frames)
@@ -563,7 +566,7 @@ def test_store_core_accept(name, data):
     own, foreign, stop = own_and_foreign(name, "lock")
     frames = data.draw(core_feed(own, foreign, stop, _SCR_FIELDS + _ipv4_fields(
         h.PAYLOAD_OFFSET)))
-    core = StoreCore(STORE_STRATEGIES["service"], nf_for(name), 0, N_CORES, store=None)
+    core = StoreCore("service", nf_for(name), 0, N_CORES, store=None)
     accepted = stops = 0
     for frame in frames:
         applied, malformed, stopped = core.applied, sum(core.malformed.values()), core.stopped

@@ -15,8 +15,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from nfs.packet import PROTO_TCP, PROTO_UDP, TCP_SYN, build, ip_to_int
-from sequencer import header as h
+from sequencer.wire import header as h
+from sequencer.wire.packet import PROTO_TCP, PROTO_UDP, TCP_SYN, build, ip_to_int
 
 INNER_TCP = build(
     src=ip_to_int("198.18.0.7"), dst=ip_to_int("198.19.255.1"), proto=PROTO_TCP,

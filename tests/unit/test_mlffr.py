@@ -1,4 +1,4 @@
-"""The MLFFR search (``experiments.mlffr.find_mlffr``) against synthetic trials.
+"""The MLFFR search (``experiments.analysis.mlffr.find_mlffr``) against synthetic trials.
 
 A synthetic trial has a known capacity ``C``: at an offered rate ``r`` the cores deliver
 ``min(r, C)`` and lose ``max(0, 1 - C/r)``. A rate then passes iff ``r <= C / (1 - threshold)``
@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from experiments.mlffr import DEFAULT_THRESHOLD, find_mlffr
+from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr
 
 
 def capacity_trial(capacity: float, calls: list[float] | None = None):

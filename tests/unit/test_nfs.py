@@ -22,13 +22,16 @@ from types import MappingProxyType
 import pytest
 
 import nfs.base
-from experiments.traffic import ATTACK_NET, KNOCK_NET, TraceSpec, make_trace
+from experiments.workload.traffic import ATTACK_NET, KNOCK_NET, TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.base import DROP, PASS, VERDICT_NAMES, NetworkFunction, int_param, spin
 from nfs.conntrack import ESTABLISHED, FIN_WAIT, SYN_SENT, TcpConnectionTracker
 from nfs.ddos import DDoSMitigator
 from nfs.heavy_hitter import HeavyHitterDetector
-from nfs.packet import (
+from nfs.port_knocking import CLOSED_0, CLOSED_1, CLOSED_2, OPEN, PortKnockingFirewall
+from nfs.reference import run_reference
+from nfs.token_bucket import MICRO, TokenBucketPolicer
+from sequencer.wire.packet import (
     PROTO_TCP,
     PROTO_UDP,
     TCP_ACK,
@@ -40,9 +43,6 @@ from nfs.packet import (
     ip_to_int,
     parse,
 )
-from nfs.port_knocking import CLOSED_0, CLOSED_1, CLOSED_2, OPEN, PortKnockingFirewall
-from nfs.reference import run_reference
-from nfs.token_bucket import MICRO, TokenBucketPolicer
 
 SPEC = TraceSpec(packets=800, flows=30, skew=1.0, attackers=3, attack_share=0.2, knockers=3,
                  seed=7)

@@ -1,7 +1,7 @@
 """The oracle tested by mutation: each check in ``nfs.oracle`` fails on the bug it exists for.
 
 A correctness check that cannot fail proves nothing. These tests run the real
-``Sequencer`` and real cores in one process (``experiments.offline.run_offline``), inject
+``Sequencer`` and real cores in one process (``experiments.analysis.offline.run_offline``), inject
 one known bug at a time, by subclassing a ``Replica`` or the ``Sequencer`` here and
 overriding the smallest method that carries the bug (library code stays as it is), and
 assert that ``check_run`` finds it:
@@ -35,18 +35,19 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from experiments.offline import OfflineRun, run_offline, ts_of
-from experiments.traffic import TraceSpec, make_trace
+from experiments.analysis.offline import OfflineRun, run_offline, ts_of
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.base import DROP, PASS, NetworkFunction
+from nfs.cores.base import Core
+from nfs.cores.recovery import RecoveringReplica
+from nfs.cores.replica import Replica
 from nfs.heavy_hitter import HeavyHitterDetector
 from nfs.oracle import OracleResult
-from nfs.packet import TCP_FIN, parse
-from nfs.recovery import RecoveringReplica
 from nfs.reference import run_reference
-from nfs.worker import Core, Replica
-from sequencer import header as h
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.packet import TCP_FIN, parse
 
 SPEC = TraceSpec(packets=400, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=4)
@@ -513,7 +514,7 @@ def test_a_replacement_does_not_make_inherited_gaps_look_unsupported():
     """A record lost at every core (frames 5 and 6 lost, 2 cores) and declared by the donor
     stays a supported gap when a replacement joins from the donor's snapshot: the snapshot
     holds every update before it but that one."""
-    from experiments.offline import ground_truth
+    from experiments.analysis.offline import ground_truth
     from nfs.oracle import CoreReport, unsupported_gaps
     from sequencer.shim import Sequencer
 

@@ -1,4 +1,4 @@
-"""``nfs.packet``: frames from ``build`` against Scapy, and ``parse`` of good and bad frames.
+"""``sequencer.wire.packet``: frames from ``build`` against Scapy, and ``parse`` of good and bad frames.
 
 Scapy dissects every built frame (Ethernet, IPv4, TCP/UDP fields, the trace id in the
 payload) and recomputes the IPv4/TCP/UDP checksums, which must equal ``build``'s.
@@ -14,8 +14,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from nfs import packet as p
-from sequencer.header import MalformedFrame
+from sequencer.wire import packet as p
+from sequencer.wire.header import MalformedFrame
 
 SRC = p.ip_to_int("198.18.3.4")
 DST = p.ip_to_int("198.19.255.1")

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.plotting import (
+from experiments.plots.plotting import (
     fit_model,
     load_results,
     plot_loss,
     plot_run,
     relative_to_no_loss,
 )
-from experiments.results import REPO_ROOT, read_csv
+from experiments.runtime.results import REPO_ROOT, read_csv
 
 COLUMNS = ["nf", "strategy", "cores", "skew", "top_flow_share", "mode", "throughput_pps",
            "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck",
@@ -171,7 +171,7 @@ def test_cli_reports_a_missing_folder_in_one_line(tmp_path):
     missing = tmp_path / "nope"
     for argv, prog in ((["-m", "experiments.plot"], "plot"),
                        ([str(REPO_ROOT / "experiments" / "plot.py")], "plot"),
-                       (["-m", "experiments.plotting"], "plotting")):
+                       (["-m", "experiments.plots.plotting"], "plotting")):
         result = run(*argv, str(missing))
         assert result.returncode == 2
         assert result.stderr.strip() == f"{prog}: no such folder: {missing}"

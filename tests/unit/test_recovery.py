@@ -1,8 +1,8 @@
-"""SCR loss recovery (``nfs.recovery``): record rings in shared memory, fetches, rejoin.
+"""SCR loss recovery (``nfs.cores.recovery``): record rings in shared memory, fetches, rejoin.
 
 The replicas are real ``RecoveringReplica``s on real ring files (in the test's temporary
 folder rather than /dev/shm), fed by the real ``Sequencer`` through the offline bench
-(``experiments.offline``: one thread per core, frames the test "loses" never reach a core's
+(``experiments.analysis.offline``: one thread per core, frames the test "loses" never reach a core's
 queue) and judged by the oracle a live trial uses.
 """
 
@@ -17,11 +17,10 @@ import time
 
 import pytest
 
-from experiments.offline import ground_truth, report, run_offline, ts_of
-from experiments.traffic import TraceSpec, make_trace
+from experiments.analysis.offline import ground_truth, report, run_offline, ts_of
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
-from nfs.oracle import check_run
-from nfs.recovery import (
+from nfs.cores.recovery import (
     PeerLog,
     RecordLog,
     RecoveringReplica,
@@ -35,6 +34,7 @@ from nfs.recovery import (
     remove_logs,
     seq_ranges,
 )
+from nfs.oracle import check_run
 from sequencer.shim import Sequencer
 
 SPEC = TraceSpec(packets=600, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
@@ -294,7 +294,7 @@ def test_a_fetch_waits_for_a_peer_that_is_behind(tmp_path):
 
 
 def _packet():
-    from nfs.packet import PROTO_TCP, build, parse
+    from sequencer.wire.packet import PROTO_TCP, build, parse
 
     return parse(build(src=1, dst=2, proto=PROTO_TCP, sport=1, dport=2, trace_id=0))
 

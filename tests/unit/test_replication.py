@@ -1,4 +1,4 @@
-"""Primary-backup by access-order replay (``nfs.replication``) on loopback TCP, no network
+"""Primary-backup by access-order replay (``nfs.cores.replication``) on loopback TCP, no network
 namespace and no root: the primary's log keeps the backup equal to the sequential
 reference at every sequence number, output commit (nothing forwarded before the backup
 acked it, nothing after the backup took over), gaps, the end of the log, a bad peer, the
@@ -13,13 +13,14 @@ import time
 
 import pytest
 
-from experiments.traffic import TraceSpec, make_trace
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import make_nf, worker
-from nfs import replication as r
-from nfs.packet import parse
+from nfs.cores import replication as r
 from nfs.reference import run_reference
-from sequencer import header as h
 from sequencer.dataplane import parse_address
+from sequencer.wire import header as h
+from sequencer.wire import heartbeat as hb
+from sequencer.wire.packet import parse
 
 SPEC = TraceSpec(packets=300, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=5)
@@ -242,10 +243,10 @@ def test_pb_needs_one_core():
 
 
 def test_heartbeat_frames_round_trip():
-    for role in (r.PRIMARY, r.BACKUP):
-        frame = r.heartbeat_frame(role, 41)
-        assert len(frame) == r.HEARTBEAT_FRAME_SIZE
-        assert r.parse_heartbeat(frame) == (role, 41)
+    for role in (hb.PRIMARY, hb.BACKUP):
+        frame = hb.heartbeat_frame(role, 41)
+        assert len(frame) == hb.HEARTBEAT_FRAME_SIZE
+        assert hb.parse_heartbeat(frame) == (role, 41)
         assert frame[12:14] == (0x88B5).to_bytes(2, "big")
         dst = frame[:6]
         assert dst[0] & 1 == 0 and dst[0] & 2  # unicast, locally administered
@@ -254,11 +255,11 @@ def test_heartbeat_frames_round_trip():
 
 
 def test_parse_heartbeat_rejects_other_frames(frames):
-    assert r.parse_heartbeat(frames[0]) is None
-    assert r.parse_heartbeat(scr_frame(0, frames[0])) is None
-    assert r.parse_heartbeat(b"\x00" * 10) is None
+    assert hb.parse_heartbeat(frames[0]) is None
+    assert hb.parse_heartbeat(scr_frame(0, frames[0])) is None
+    assert hb.parse_heartbeat(b"\x00" * 10) is None
     with pytest.raises(ValueError, match="unknown role"):
-        r.heartbeat_frame(7, 0)
+        hb.heartbeat_frame(7, 0)
 
 
 # --- command line ------------------------------------------------------------------------

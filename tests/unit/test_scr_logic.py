@@ -14,14 +14,14 @@ from __future__ import annotations
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
-from experiments.traffic import TraceSpec, make_trace
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.base import PASS
-from nfs.packet import PROTO_TCP, build, ip_to_int, parse
+from nfs.cores.replica import Replica
 from nfs.reference import compare_replicas, run_reference
-from nfs.worker import Replica
-from sequencer import header as h
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.packet import PROTO_TCP, build, ip_to_int, parse
 
 SPEC = TraceSpec(packets=400, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=3)

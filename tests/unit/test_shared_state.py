@@ -1,4 +1,4 @@
-"""The shared-memory table of the ``lock`` strategy (``nfs.shared_state.SharedTable``).
+"""The shared-memory table of the ``lock`` strategy (``nfs.cores.shared_table.SharedTable``).
 
 Single-process behaviour first: insert/update/delete/reinsert through ``transact``, linear
 probing over forced collisions (tiny capacity, one stripe), tombstones and their reuse,
@@ -16,7 +16,7 @@ import zlib
 
 import pytest
 
-from nfs.shared_state import EMPTY, TOMBSTONE, SharedTable, TableFull
+from nfs.cores.shared_table import EMPTY, TOMBSTONE, SharedTable, TableFull
 
 KEY = struct.Struct("<I")
 VALUE = struct.Struct("<I")

@@ -1,8 +1,8 @@
 """The outside state stores: the state service, Redis, and their asyncio clients.
 
 Real processes on the root namespace's loopback, on free ports: ``python -m
-nfs.state_service``, ``redis-server`` (through :class:`nfs.redis_store.RedisServer` and
-``python -m nfs.redis_store``). What is checked:
+nfs.stores.service``, ``redis-server`` (through :class:`nfs.stores.redis_server.RedisServer` and
+``python -m nfs.stores.redis_server``). What is checked:
 
 * the service applies concurrent transitions from two pipelined clients atomically: its final
   state, and every ``(old, new)`` it answered, equal a sequential replay of its recorded
@@ -36,10 +36,7 @@ import pytest
 
 from nfs import make_nf
 from nfs.base import NetworkFunction
-from nfs.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, Packet, ip_to_int
-from nfs.redis_store import RedisServer, dump
-from nfs.state_service import REQUEST_HEADER, pack_request, response_size, unpack_response
-from nfs.stores import (
+from nfs.stores.clients import (
     STORE_ORDER_KEY,
     RedisClient,
     ServiceClient,
@@ -47,6 +44,9 @@ from nfs.stores import (
     make_store,
     redis_key,
 )
+from nfs.stores.redis_server import RedisServer, dump
+from nfs.stores.service import REQUEST_HEADER, pack_request, response_size, unpack_response
+from sequencer.wire.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, Packet, ip_to_int
 
 READY_TIMEOUT_S = 10
 
@@ -161,7 +161,7 @@ async def run_clients(clients, records: list[tuple], in_flight: int) -> dict[int
 def test_service_is_a_serial_order_of_concurrent_requests(nf_name, tmp_path):
     nf, records = records_for(nf_name)
     port = free_port()
-    proc = start("nfs.state_service", "--nf", nf_name, "--nf-params",
+    proc = start("nfs.stores.service", "--nf", nf_name, "--nf-params",
                  json.dumps(nf.params()), "--listen", f"127.0.0.1:{port}", "--out",
                  str(tmp_path))
     try:
@@ -185,7 +185,7 @@ def test_service_is_a_serial_order_of_concurrent_requests(nf_name, tmp_path):
 def test_service_closes_a_malformed_connection_and_fails_a_lost_one(tmp_path):
     nf = make_nf("ddos")
     port = free_port()
-    proc = start("nfs.state_service", "--nf", "ddos", "--listen", f"127.0.0.1:{port}",
+    proc = start("nfs.stores.service", "--nf", "ddos", "--listen", f"127.0.0.1:{port}",
                  "--out", str(tmp_path))
 
     async def scenario():
@@ -224,13 +224,13 @@ def test_service_refuses_a_taken_port_and_other_hosts(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "nfs.state_service", "--nf", "ddos", "--listen",
+            [sys.executable, "-m", "nfs.stores.service", "--nf", "ddos", "--listen",
              f"127.0.0.1:{port}", "--out", str(tmp_path)],
             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == f"state_service: 127.0.0.1:{port} is already in use"
     result = subprocess.run(
-        [sys.executable, "-m", "nfs.state_service", "--nf", "ddos", "--listen",
+        [sys.executable, "-m", "nfs.stores.service", "--nf", "ddos", "--listen",
          "0.0.0.0:7000", "--out", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -275,7 +275,7 @@ def test_redis_store_dumps_state_and_order(tmp_path):
     nf, records = records_for("tb")
     records = records[:120]
     port = free_port()
-    proc = start("nfs.redis_store", "--nf", "tb", "--nf-params", json.dumps(nf.params()),
+    proc = start("nfs.stores.redis_server", "--nf", "tb", "--nf-params", json.dumps(nf.params()),
                  "--port", str(port), "--out", str(tmp_path))
     try:
         clients = [make_store("redis", nf, f"127.0.0.1:{port}") for _ in range(2)]
@@ -300,7 +300,7 @@ def test_redis_store_reports_a_taken_port_in_one_line(tmp_path):
         port = taken.getsockname()[1]
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "nfs.redis_store", "--nf", "ddos", "--port", str(port),
+            [sys.executable, "-m", "nfs.stores.redis_server", "--nf", "ddos", "--port", str(port),
              "--out", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and time.monotonic() - started < 10
     assert result.stderr.strip().splitlines() == [

@@ -21,15 +21,19 @@ import zlib
 
 import pytest
 
-from experiments.traffic import TraceSpec, make_trace
+from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.base import DROP, PASS, NetworkFunction
-from nfs.packet import PROTO_TCP, Packet, build, ip_to_int, parse
+from nfs.cores.base import Core
+from nfs.cores.lock import LockCore
+from nfs.cores.replica import Replica
+from nfs.cores.shard import ShardCore
+from nfs.cores.shared_table import SharedTable
 from nfs.reference import StateView, check_views, compare_replicas, run_reference
-from nfs.shared_state import SharedTable
-from nfs.worker import Core, LockCore, Replica, ShardCore, make_core
-from sequencer import header as h
+from nfs.strategies import get as get_strategy
 from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire.packet import PROTO_TCP, Packet, build, ip_to_int, parse
 
 SPEC = TraceSpec(packets=400, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
                  seed=3)
@@ -38,6 +42,15 @@ NAMES = list(NF_CLASSES)
 #: Packet attributes standing for the OpenFlow fields an NF's RSS hash may cover.
 FIELD_OF = {"ip_src": "src", "ip_dst": "dst", "nw_proto": "proto", "tcp_src": "sport",
             "tcp_dst": "dport", "udp_src": "sport", "udp_dst": "dport"}
+
+
+def make_core(strategy, nf, core, n, table=None, transfer_work=0):
+    """The registered strategy's core, with the worker options a trial would pass."""
+    spec = get_strategy(strategy)
+    spec.check_cores(n)
+    argv = () if table is None else ("--table", str(table), "--transfer-work", str(transfer_work))
+    return spec.make_core(nf, core, n, spec.core_args(argv))
+
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +281,14 @@ def test_shard_sequencer_bad_ingress_spends_no_seq(frames):
     assert seq.next_seq == 2
 
 
+def test_unknown_spray_mode():
+    with pytest.raises(ValueError, match="unknown spray mode 'rss'; choose from scr, lock"):
+        Sequencer(nf_for("ddos"), 2, "rss")
+
+
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="unknown strategy 'rss'; choose from scr, lock"):
-        Sequencer(nf_for("ddos"), 2, "rss")
+        get_strategy("rss")
 
 
 # --- the shard trailer codec ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Capture files and trace import (``experiments.trace_files``).
+"""Capture files and trace import (``experiments.workload.trace_files``).
 
 Captures are written here with Scapy's own writers (``wrpcap``, ``wrpcapng``,
 ``PcapNgWriter``, ``RawPcapWriter`` big-endian and nanosecond, gzip) from packets built with
@@ -45,9 +45,9 @@ from scapy.utils import (
     wrpcapng,
 )
 
-from experiments import trace_files as tf
-from experiments import traffic
-from nfs.packet import build, int_to_ip, parse
+from experiments.workload import trace_files as tf
+from experiments.workload import traffic
+from sequencer.wire.packet import build, int_to_ip, parse
 
 TESTBED = ipaddress.IPv4Network("198.18.0.0/15")
 MACS = {"src": "00:11:22:33:44:55", "dst": "66:77:88:99:aa:bb"}  # set: no ARP lookups
@@ -181,7 +181,7 @@ def test_flows_and_their_packet_counts_are_kept(imported):
         if IP not in pkt:  # IPv6, ARP, LLDP, and the malformed one (built as Raw)
             continue
         ip = pkt[IP]
-        # As nfs.packet.parse reads them: a fragment's first bytes are its "ports" too.
+        # As sequencer.wire.packet.parse reads them: a fragment's first bytes are its "ports" too.
         ports = struct.unpack("!HH", raw(ip.payload)[:4]) if ip.proto in (6, 17) else (0, 0)
         original.append((mapping[ip.src], mapping[ip.dst], ip.proto, *ports))
     got = Counter((int_to_ip(s), int_to_ip(d), p, sp, dp)
@@ -236,7 +236,7 @@ def test_udp_checksum_zero_stays_zero(imported):
 def test_checksums_of_frames_cut_by_a_snap_length(tmp_path, keep):
     """The captured bytes end inside the TCP payload: the checksum must be the one of the
     whole packet with the new addresses, never one recomputed from what was captured. (Cut
-    inside the TCP header, nfs.packet.parse refuses the frame.)"""
+    inside the TCP header, sequencer.wire.packet.parse refuses the frame.)"""
     whole = eth(IP(src="10.1.2.3", dst="192.0.2.7") / TCP(sport=1, dport=2) / (b"p" * 100))
     data = raw(whole)
     path = tmp_path / "snap.pcap"
@@ -244,7 +244,7 @@ def test_checksums_of_frames_cut_by_a_snap_length(tmp_path, keep):
         writer.write_header(None)
         writer.write_packet(data[:keep], sec=T0, usec=0, wirelen=len(data))
     out = tmp_path / "out.pcap"
-    if keep < 34 + 20:  # the TCP header is cut: nfs.packet.parse refuses it
+    if keep < 34 + 20:  # the TCP header is cut: sequencer.wire.packet.parse refuses it
         with pytest.raises(tf.TraceError, match="no IPv4 packets to import"):
             tf.import_trace(path, out)
         return
@@ -538,7 +538,7 @@ def test_import_refusals(tmp_path, capfd, monkeypatch):
         "(supported: 0, 1, 12, 101, 108, 113, 228, 276)")
     assert one_line_error(tf.read_pcap, wifi, capfd) == (
         f"{wifi} has link type 105 (IEEE 802.11), not Ethernet: import it with "
-        "python -m experiments.trace_files")
+        "python -m experiments.workload.trace_files")
     no_ipv4 = tmp_path / "v6.pcap"
     wrpcap(str(no_ipv4), [p for p in mixed_packets() if IPv6 in p or ARP in p])
     assert one_line_error(lambda p: tf.import_trace(p, tmp_path / "o.pcap"), no_ipv4,

@@ -1,11 +1,11 @@
-"""Synthetic traces and pcap files (``experiments.traffic``).
+"""Synthetic traces and pcap files (``experiments.workload.traffic``).
 
 ``make_trace`` must be deterministic for a seed, number its frames by index, mix in the
 attackers and knockers the spec asks for (good knockers knocking in order, bad ones not),
 follow the Zipf shares of ``flow_shares``, open every TCP connection with SYN and close it
 with FIN, number each connection's bytes consistently, and put in exactly
 ``bad_seq_share`` of out-of-window segments, which leave the connection's numbering alone.
-``write_pcap``/``read_pcap`` (``experiments.trace_files``, re-exported) must round-trip,
+``write_pcap``/``read_pcap`` (``experiments.workload.trace_files``, re-exported) must round-trip,
 write files Scapy reads byte for byte, read big-endian and nanosecond pcaps, and reject
 missing, foreign, truncated and empty files with a ``TraceError`` that says what is wrong.
 """
@@ -20,8 +20,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapWriter, rdpcap, wrpcap
 
-from experiments import traffic as t
-from nfs.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, int_to_ip, parse
+from experiments.workload import traffic as t
+from sequencer.wire.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, int_to_ip, parse
 
 SPEC = t.TraceSpec(packets=1_000, flows=40, skew=1.2, attackers=3, attack_share=0.1,
                    knockers=3, service_packets=2, seed=11)
@@ -351,7 +351,7 @@ def test_wrong_link_type(tmp_path):
     path.write_bytes(struct.pack("<IHHiIIIIIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101,
                                  0, 0, 20, 20) + bytes(20))
     assert read_error(path) == (f"{path} has link type 101 (raw IP), not Ethernet: import "
-                                "it with python -m experiments.trace_files")
+                                "it with python -m experiments.workload.trace_files")
 
 
 @pytest.mark.parametrize("cut", [1, 8, 15, 16, 17, 50])

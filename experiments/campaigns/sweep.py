@@ -1,0 +1,504 @@
+"""The sweep engine behind ``skew_sweep.py`` and ``core_sweep.py``.
+
+A sweep runs every combination of NF x strategy x core count x flow skew (``single`` only
+at one core) and measures each point's throughput:
+
+* ``--mode mlffr`` (default): the maximum loss-free forwarding rate by search
+  (``experiments.analysis.mlffr``), each step a trial (``experiments.runtime.trial``) on a fresh network;
+* ``--mode fixed``: one trial at ``--rate``; the throughput is the rate the cores delivered.
+
+Every trial is checked against sequential processing (``check_equivalent``: every verdict
+and every state equal to one core processing the same packets in the sequencer's order,
+given the packets the run lost) and watched by the fidelity monitor (``faithful``,
+``bottleneck``). A point is faithful when its reported trial was. It writes
+``results/<kind>/<timestamp>/`` with ``config.json``, ``results.csv`` (one row per point,
+appended as points finish; Ctrl-C keeps them), ``trials.csv`` (one row per trial), the
+traces, every trial's folder, the plots (``experiments.plots.plotting``, from the CSV) and a table.
+
+Caveat: see the README: two CPUs, emulated cores, infrastructure limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr
+from experiments.plots.plotting import plot_run, relative_to_no_loss
+from experiments.runtime.argtypes import (
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from experiments.runtime.calibration import (
+    DEFAULT_STATE_WORK_US,
+    DEFAULT_TRANSFER_WORK_US,
+    DEFAULT_WORK_US,
+    calibrate,
+)
+from experiments.runtime.capacity import measure_capacity
+from experiments.runtime.results import CsvLog, new_run_dir, write_config
+from experiments.runtime.trial import TrialConfig, TrialError, run_trial, start_experiment
+from experiments.workload.trace_files import TraceError, TraceSummary, import_for_run
+from experiments.workload.traffic import TraceSpec, flow_shares, make_trace, write_pcap
+from nfs import NF_CLASSES
+from nfs.strategies import get as get_strategy
+from nfs.strategies import names as strategy_names
+
+COLUMNS = [
+    "nf", "strategy", "cores", "skew", "trace", "store_delay_us", "top_flow_share", "mode",
+    "throughput_pps",
+    "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
+    "check_consistent", "check_problem", "search_steps", "rates_tried", "ceiling",
+    "per_core", "lost_updates", "busy", "machine_idle", "check_access_order",
+    "store_retries", "latency_us_p50", "latency_us_p99", "loss_rate", "injected_loss",
+    "recovered", "lost_everywhere", "fetches", "fetch_us_p50", "fetch_us_p99", "fetch_s",
+    "trial", "seconds", "error",
+]
+TRIAL_COLUMNS = [
+    "nf", "strategy", "cores", "skew", "store_delay_us", "target_pps", "offered_pps",
+    "delivered_pps", "loss", "sent", "processed", "core_rx_dropped", "per_core", "faithful",
+    "bottleneck",
+    "check_equivalent", "check_consistent", "check_verdict_mismatches",
+    "check_chain_mismatches", "check_diverged_replicas", "check_protocol_errors",
+    "check_unexplained_losses", "check_unsupported_gaps", "lost_updates", "malformed_shim",
+    "malformed_cores", "check_access_order", "access_order_mismatches", "store_ops",
+    "store_retries", "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50",
+    "loss_rate", "injected_loss", "recovered", "lost_everywhere", "fetches",
+    "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s", "trial", "error",
+]
+ALL = "all"
+CAPACITY_COLUMNS = ["nf", "cpu_us_per_packet", "per_core_pps", "cores", "core_share", "pps",
+                    "error"]
+
+#: Each emulated core: 0.1 of a CPU (1 ms every 10 ms). The NF's costs are in
+#: experiments.runtime.calibration (µs of CPU time, turned into spin rounds at start-up).
+DEFAULT_CORE_SHARE = 0.1
+#: The first probe of a search offers this times the measured capacity, capped by
+#: --max-rate: above capacity, so that it brackets the MLFFR.
+PROBE_OVER_CAPACITY = 1.3
+MIN_TRIAL_PACKETS = 800
+
+
+@dataclass(frozen=True)
+class Point:
+    nf: str
+    strategy: str
+    cores: int
+    skew: float
+    store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
+    loss: float = 0.0  # fraction of packets the dispatch stage drops
+
+    @property
+    def name(self) -> str:
+        delay = f"-d{self.store_delay_us:g}us" if self.store_delay_us else ""
+        loss = f"-loss{100 * self.loss:g}pct" if self.loss else ""
+        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}{loss}"
+
+
+def build_parser(prog: str, description: str, defaults: dict,
+                 quick: dict) -> argparse.ArgumentParser:
+    """The flags both sweeps share; ``defaults`` and ``quick`` differ per sweep."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--nf", nargs="+", choices=[*sorted(NF_CLASSES), ALL],
+                        default=defaults["nf"], help=f"network functions ('{ALL}': every one)")
+    parser.add_argument("--strategies", nargs="+", choices=strategy_names(),
+                        default=defaults["strategies"], help="how the cores share the state")
+    parser.add_argument("--cores", type=positive_int, nargs="+", default=defaults["cores"],
+                        help="core counts (single always runs on 1)")
+    parser.add_argument("--skews", type=non_negative_float, nargs="+",
+                        default=defaults["skews"], help="Zipf exponents of the flow sizes")
+    parser.add_argument("--mode", choices=("mlffr", "fixed"), default=defaults["mode"],
+                        help="search the max loss-free rate, or one trial at --rate")
+    parser.add_argument("--rate", type=positive_float, default=3000.0,
+                        help="fixed mode: offered packets/s")
+    parser.add_argument("--max-rate", type=positive_float,
+                        default=defaults.get("max_rate", 6000.0),
+                        help="mlffr mode: highest rate a search probes")
+    parser.add_argument("--threshold", type=fraction, default=DEFAULT_THRESHOLD,
+                        help="mlffr mode: loss a passing rate may have")
+    parser.add_argument("--precision", type=fraction, default=defaults["precision"],
+                        help="mlffr mode: stop when pass and fail rates are this close")
+    parser.add_argument("--max-steps", type=positive_int, default=defaults["max_steps"],
+                        help="mlffr mode: trials per point at most")
+    parser.add_argument("--duration", type=positive_float, default=defaults["duration"],
+                        help="seconds of traffic per trial")
+    parser.add_argument("--flows", type=positive_int, default=200,
+                        help="background flows per trace")
+    parser.add_argument("--work-us", type=non_negative_float,
+                        default=defaults.get("work_us", DEFAULT_WORK_US),
+                        help="stateless compute per packet, µs of CPU time (calibrated into "
+                             "spin rounds at start-up; config.json records both)")
+    parser.add_argument("--state-work-us", type=non_negative_float,
+                        default=defaults.get("state_work_us", DEFAULT_STATE_WORK_US),
+                        help="compute per state transition, µs (SCR pays it per history "
+                             "record: the model's c)")
+    parser.add_argument("--core-share", type=positive_float,
+                        default=defaults.get("core_share", DEFAULT_CORE_SHARE),
+                        help="CPU quota of each emulated core, fraction of one CPU")
+    parser.add_argument("--transfer-work-us", type=non_negative_float,
+                        default=DEFAULT_TRANSFER_WORK_US,
+                        help="lock: µs paid when a key's state was last written by another "
+                             "core (0: no coherence cost)")
+    parser.add_argument("--inflight", type=positive_int, default=32,
+                        help="service/remote: packets in flight per core (async runtime)")
+    parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
+                        default=defaults.get("store_delays_us", [0.0]),
+                        help="service/remote: latencies injected before each round trip to "
+                             "the store "
+                             "(one point per value)")
+    parser.add_argument("--losses", type=fraction, nargs="+",
+                        default=defaults.get("losses", [0.0]),
+                        help="fractions of packets the dispatch stage drops, seeded (one "
+                             "point per value)")
+    parser.add_argument("--loss-seed", type=int, default=1, help="seed of the injected loss")
+    parser.add_argument("--recovery", choices=("on", "off"),
+                        default=defaults.get("recovery", "on"),
+                        help="scr: cores fetch lost records from their peers' logs (on, "
+                             "as the paper measures at the MLFFR: points stay strictly "
+                             "equivalent)")
+    parser.add_argument("--probe-per-core", type=positive_float, default=None,
+                        help="mlffr mode: the first probe offers 1.3 x this x cores (capped "
+                             "by --max-rate; default: a core's capacity, measured once per "
+                             "NF); later points start from the best seen")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="replay this capture (pcap or pcapng, any source: its IPv4 "
+                             "addresses are rewritten into 198.18.0.0/15) instead of "
+                             "synthetic traces; --skews and --flows then do not apply")
+    parser.add_argument("--seed", type=int, default=1, help="trace seed")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a short sweep for a first look: {quick} (overrides those flags)")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where <kind>/<timestamp> folders go (default: results/ in "
+                             "the repository)")
+    return parser
+
+
+def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                quick: dict) -> argparse.Namespace:
+    if args.quick:
+        for key, value in quick.items():
+            setattr(args, key, value)
+    if ALL in args.nf:
+        args.nf = sorted(NF_CLASSES)
+    if args.trace is not None:
+        args.skews = [0.0]  # one trace: its own flows and skew (see trace_summary.json)
+    if args.core_share > 1:
+        parser.error("--core-share must be at most 1 (one CPU)")
+    try:
+        TrialConfig(core_share=args.core_share)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def points(args: argparse.Namespace) -> list[Point]:
+    out = []
+    for nf in args.nf:
+        for skew in args.skews:
+            for strategy in args.strategies:
+                spec = get_strategy(strategy)
+                counts = [spec.fixed_cores] if spec.fixed_cores else args.cores
+                delays = args.store_delays_us if spec.store else [0.0]
+                out += [Point(nf, strategy, cores, skew, delay, loss)
+                        for loss in args.losses for delay in delays for cores in counts]
+    return list(dict.fromkeys(out))
+
+
+class Sweep:
+    """Runs the points of one sweep into one results folder."""
+
+    def __init__(self, kind: str, args: argparse.Namespace):
+        self.kind = kind
+        self.args = args
+        self.points = points(args)
+        self.costs = calibrate(args.work_us, args.state_work_us, args.transfer_work_us)
+        self.imported: Path | None = None  # --trace, rewritten into the testbed's range
+        self.trace_summary: TraceSummary | None = None
+        if args.trace is not None:  # TraceError before any results folder exists
+            self.run_dir, self.imported, self.trace_summary = import_for_run(
+                args.trace, lambda: new_run_dir(kind, args.results_dir))
+        else:
+            self.run_dir = new_run_dir(kind, args.results_dir)
+        write_config(self.run_dir, vars(args), points=len(self.points),
+                     costs=self.costs.to_json(),
+                     trace=self.trace_summary.to_json() if self.trace_summary else None)
+        self.capacity = CsvLog(self.run_dir / "capacity.csv", CAPACITY_COLUMNS)
+        self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
+        self.trials = CsvLog(self.run_dir / "trials.csv", TRIAL_COLUMNS)
+        self.rows: list[dict] = []
+        self.traces: dict[float, Path] = {}
+        self.per_core: dict[str, float] = {}  # best throughput per core seen, per NF
+
+    def trace(self, skew: float) -> Path:
+        """One trace per skew, long enough for the longest trial (or the imported one)."""
+        if self.imported is not None:
+            return self.imported
+        if skew not in self.traces:
+            a = self.args
+            longest = a.rate if a.mode == "fixed" else a.max_rate
+            packets = max(MIN_TRIAL_PACKETS, math.ceil(longest * a.duration) + 1)
+            spec = TraceSpec(packets=packets, flows=a.flows, skew=skew, seed=a.seed)
+            path = self.run_dir / "traces" / f"skew{skew:g}.pcap"
+            path.parent.mkdir(exist_ok=True)
+            write_pcap(path, make_trace(spec), longest)
+            self.traces[skew] = path
+        return self.traces[skew]
+
+    def trial(self, point: Point, rate: float, bar: tqdm) -> dict:
+        a = self.args
+        count = max(MIN_TRIAL_PACKETS, math.ceil(rate * a.duration))
+        config = TrialConfig(
+            nf=point.nf, nf_params=self.costs.nf_params(), cores=point.cores, rate_pps=rate,
+            spin_ns=self.costs.ns_per_round, strategy=point.strategy, packets=count,
+            core_share=a.core_share,
+            transfer_work=self.costs.transfer_work, inflight=a.inflight,
+            store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
+            recovery=a.recovery == "on" and get_strategy(point.strategy).recovery)
+        trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
+        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
+               "skew": point.skew, "loss_rate": point.loss, "target_pps": round(rate, 1),
+               "trial": str(
+                   trial_dir.relative_to(self.run_dir))}
+        try:
+            row.update(run_trial(config, self.trace(point.skew), trial_dir))
+        except TrialError as err:
+            row.update(error=str(err), loss=1.0, delivered_pps=0.0)
+        self.trials.append(row)
+        bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * row['loss']:.1f} %")
+        return row
+
+    def measure_core(self, point: Point, bar: tqdm) -> float:
+        """One core's capacity for ``point``'s NF (``single``: one core, no history),
+        measured once per NF; the first probe of its searches starts from it."""
+        bar.set_postfix_str(f"{point.nf}: measuring one core's capacity")
+        config = TrialConfig(nf=point.nf, nf_params=self.costs.nf_params(), cores=1,
+                             spin_ns=self.costs.ns_per_round, strategy="single",
+                             core_share=self.args.core_share)
+        try:
+            found = measure_capacity(config, self.trace(point.skew),
+                                     self.run_dir / "capacity" / point.nf)
+        except TrialError as err:
+            self.capacity.append({"nf": point.nf, "error": str(err)})
+            return self.args.max_rate  # the search still brackets, from the top
+        self.capacity.append({"nf": point.nf, **found.to_json()})
+        self.per_core[point.nf] = found.per_core_pps
+        return found.per_core_pps
+
+    def measure(self, point: Point, bar: tqdm) -> dict:
+        a = self.args
+        share = (self.trace_summary.top_flow_share if self.trace_summary
+                 else flow_shares(a.flows, point.skew)[0])
+        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
+               "skew": point.skew, "store_delay_us": point.store_delay_us,
+               "loss_rate": point.loss, "mode": a.mode,
+               "trace": a.trace.name if a.trace else "",
+               "top_flow_share": round(share, 3)}
+        started = time.monotonic()
+        if a.mode == "fixed":
+            best = self.trial(point, a.rate, bar)
+            steps = [(a.rate, best)]
+            throughput = best.get("delivered_pps", 0.0)
+            ceiling = False
+        else:
+            per_core = self.per_core.get(point.nf) or a.probe_per_core \
+                or self.measure_core(point, bar)
+            start = min(a.max_rate, max(100.0, PROBE_OVER_CAPACITY * per_core * point.cores))
+            search = find_mlffr(lambda rate: self.trial(point, rate, bar), start,
+                                threshold=a.threshold, precision=a.precision,
+                                max_steps=a.max_steps)
+            best, steps, throughput, ceiling = (search.best, search.steps, search.mlffr,
+                                                search.ceiling)
+            if throughput and not ceiling:
+                self.per_core[point.nf] = max(self.per_core.get(point.nf, 0.0),
+                                              throughput / point.cores)
+        errors = [r["error"] for _rate, r in steps if r.get("error")]
+        if best is None or best.get("error"):
+            row["error"] = errors[-1] if errors else "no rate passed"
+            best = best or {}
+        checks = [r for _rate, r in steps if not r.get("error")]
+        # The trials the search accepted (loss within the threshold; in fixed mode, the one
+        # trial) must be strictly equivalent; every trial, overloaded ones too, must be
+        # consistent: an overloaded core may drop packets, never let a state go wrong.
+        accepted = [r for r in checks if r["loss"] <= a.threshold or a.mode == "fixed"]
+        # What the point's two checks judged and found wrong: an accepted trial that was
+        # not strictly equivalent, or any trial that was not consistent.
+        problems = [p for r in checks
+                    if (r in accepted and not r["check_equivalent"])
+                    or not r["check_consistent"] for p in r.get("check_problems", [])]
+        order_checks = [r["check_access_order"] for _rate, r in steps
+                        if "check_access_order" in r]
+        fid = best.get("fidelity", {})
+        row.update({
+            "throughput_pps": round(throughput, 1),
+            "offered_pps": best.get("offered_pps", ""),
+            "delivered_pps": best.get("delivered_pps", ""),
+            "loss": best.get("loss", ""),
+            "faithful": best.get("faithful", ""),
+            "bottleneck": best.get("bottleneck", ""),
+            "check_equivalent": all(r["check_equivalent"] for r in accepted)
+            if accepted else "",
+            "check_consistent": all(r["check_consistent"] for r in checks) if checks else "",
+            "check_problem": problems[0] if problems else "",
+            "search_steps": len(steps),
+            "rates_tried": [round(rate) for rate, _r in steps],
+            "ceiling": ceiling,
+            "per_core": best.get("per_core", ""),
+            "lost_updates": best.get("lost_updates", ""),
+            "busy": fid.get("busy", ""),
+            "machine_idle": fid.get("machine_idle", ""),
+            # Store strategies: the store's state and every verdict equal a replay of the
+            # order the store applied operations in (again in every trial of the point).
+            "check_access_order": all(order_checks) if order_checks else "",
+            "store_retries": best.get("store_retries", ""),
+            "latency_us_p50": best.get("latency_us_p50", ""),
+            "latency_us_p99": best.get("latency_us_p99", ""),
+            "injected_loss": best.get("injected_loss", ""),
+            "recovered": best.get("recovered", ""),
+            "lost_everywhere": best.get("lost_everywhere", ""),
+            "fetches": best.get("fetches", ""),
+            "fetch_us_p50": best.get("fetch_us_p50", ""),
+            "fetch_us_p99": best.get("fetch_us_p99", ""),
+            "fetch_s": best.get("fetch_s", ""),
+            "trial": next((r["trial"] for _rate, r in steps if r is best), ""),
+            "seconds": round(time.monotonic() - started, 1),
+        })
+        return row
+
+    def run(self) -> list[dict]:
+        with tqdm(self.points, desc=self.kind, unit="point", file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for point in bar:
+                row = self.measure(point, bar)
+                self.results.append(row)
+                self.rows.append(row)
+                tqdm.write(summary_line(row), file=sys.stderr)
+        return self.rows
+
+
+def equivalence_mark(row: dict) -> str:
+    """A point's equivalence in a word: ``yes`` (strictly equivalent), ``modulo gaps``
+    (consistent only: equal without updates the ground truth shows lost), ``NO``."""
+    if row.get("check_equivalent") is True:
+        return "yes"
+    if row.get("check_consistent") is True:
+        return "modulo gaps"
+    return "NO" if row.get("check_consistent") is False else "-"
+
+
+def summary_line(row: dict) -> str:
+    name = f"{row['nf']:>9} {row['strategy']:>7} cores={row['cores']} skew={row['skew']:g}"
+    if row.get("error"):
+        return f"{name}: error: {row['error']}"
+    mark = "" if row["faithful"] is True else f"  NOT FAITHFUL ({row['bottleneck']})"
+    return (f"{name}: {row['throughput_pps']:.0f} pps ({row['mode']}, loss "
+            f"{100 * row['loss']:.1f} %, equivalent: {equivalence_mark(row)}){mark}")
+
+
+def _lossy(rows: list[dict]) -> bool:
+    return any(float(r.get("loss_rate") or 0) > 0 for r in rows)
+
+
+def _recovering(rows: list[dict]) -> bool:
+    return any(r.get("fetches") not in ("", None, 0) for r in rows)
+
+
+def table(rows: list[dict]) -> str:
+    """The sweep's results as a table. "equivalent" is :func:`equivalence_mark`. Store
+    strategies add their delay, latency and access-order check. Where SCR cores recovered
+    lost records, "fetched" is how many and "fetch µs" the fetches' p50/p99 (the recovery
+    cost). With injected loss, "loss %" is the injected rate, "core loss %" the reported
+    trial's loss besides it and "vs no loss" the throughput relative to the same point
+    without loss."""
+    stores = any(get_strategy(r["strategy"]).store for r in rows)
+    lossy, recovering = _lossy(rows), _recovering(rows)
+    headers = ["nf", "strategy", "cores", "skew", "top flow", "pps", "loss %", "faithful",
+               "equivalent", "trials"]
+    if lossy:
+        headers = ["nf", "strategy", "cores", "skew", "top flow", "loss %", "pps",
+                   "vs no loss", "core loss %", "faithful", "equivalent", "trials"]
+    if recovering:
+        headers += ["fetched", "fetch µs p50/p99"]
+    if stores:
+        headers += ["delay µs", "p50 µs", "order ✓"]
+    relative = relative_to_no_loss(rows) if lossy else [None] * len(rows)
+    body = []
+    for r, vs in zip(rows, relative, strict=True):
+        line = [
+            r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
+            ("error" if r.get("error") else
+             f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
+            f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
+            "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
+            equivalence_mark(r), r.get("search_steps", "")]
+        if lossy:
+            # Same cells, reordered: the injected rate is the row's key, the measured loss
+            # (injected drops excluded) a result.
+            pps, core_loss, faithful, equivalent, trials = line[5:]
+            line = [*line[:5], f"{100 * float(r.get('loss_rate') or 0):g}", pps,
+                    "-" if vs is None else f"{vs:.0f} %", core_loss, faithful, equivalent,
+                    trials]
+        if recovering:
+            p50, p99 = r.get("fetch_us_p50"), r.get("fetch_us_p99")
+            line += [r.get("recovered", ""),
+                     f"{p50:.0f}/{p99:.0f}" if isinstance(p50, float | int)
+                     and isinstance(p99, float | int) else "-"]
+        if stores:
+            store = get_strategy(r["strategy"]).store
+            line += [f"{r.get('store_delay_us', 0):g}" if store else "",
+                     r.get("latency_us_p50", "") if store else "",
+                     r.get("check_access_order", "")]
+        body.append(line)
+    return tabulate(body, headers=headers, tablefmt="github")
+
+
+def main(kind: str, args: argparse.Namespace) -> int:
+    """Run a sweep; print the table and the plots' paths. Exit 130 on Ctrl-C."""
+    if (status := start_experiment(kind)) is not None:
+        return status
+    started = time.monotonic()
+    try:
+        sweep = Sweep(kind, args)
+    except TraceError as err:
+        print(f"{kind}: {err}", file=sys.stderr)
+        return 2
+    print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)
+    if sweep.trace_summary is not None:
+        print(sweep.trace_summary.table(), file=sys.stderr)
+    try:
+        rows = sweep.run()
+    except KeyboardInterrupt:
+        print(f"\n{kind}: interrupted; finished points are in {sweep.run_dir / 'results.csv'}",
+              file=sys.stderr)
+        return 130
+    print()
+    print(table(rows))
+    try:
+        for path in plot_run(sweep.run_dir):
+            print(f"plot: {path}")
+    except ValueError as err:
+        print(f"{kind}: no plot: {err}", file=sys.stderr)
+    elapsed = round(time.monotonic() - started, 1)
+    print(f"results: {sweep.run_dir}  ({elapsed:.0f} s)")
+    (sweep.run_dir / "summary.json").write_text(json.dumps(
+        {"points": len(rows), "errors": sum(bool(r.get("error")) for r in rows),
+         # SCR's promise: every point strictly equivalent; no point of any strategy may
+         # be inconsistent with its ground truth (lock's divergence is reported as such).
+         "all_equivalent": all(r.get("check_equivalent") is True for r in rows
+                               if get_strategy(r["strategy"]).history),
+         "inconsistent": [f"{r['nf']}-{r['strategy']}-c{r['cores']}-s{r['skew']:g}"
+                          for r in rows if r.get("check_consistent") is False],
+         "unfaithful": sum(r.get("faithful") is False for r in rows),
+         "seconds": elapsed}, indent=1) + "\n")
+    return 1 if any(r.get("error") for r in rows) else 0
