@@ -49,40 +49,34 @@ more. Nothing keeps other work off the CPUs (the emulation lock only serializes 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"bench_datapath: the testbed is not set up: run `sudo make setup` in "
-                 f"{_VENV.parent}")
-    os.chdir(_VENV.parent)  # the package is installed editable; -m also finds it from here
-    os.execv(_python, [str(_python), "-m", "experiments.bench_datapath", *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-from mininet.log import setLogLevel  # noqa: E402
-from mininet.net import Mininet  # noqa: E402
-from mininet.node import OVSSwitch  # noqa: E402
-from mininet.topo import Topo  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import argparse
+import contextlib
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
 
-from experiments.hosts.generator import send_trace  # noqa: E402
-from experiments.runtime.argtypes import non_negative_float, positive_int  # noqa: E402
-from experiments.runtime.fidelity import CLOCK_TICKS, pid_cpu_seconds  # noqa: E402
-from experiments.runtime.preflight import EnvironmentProblem  # noqa: E402
-from experiments.runtime.results import CsvLog, new_run_dir, write_config  # noqa: E402
-from experiments.runtime.trial import (  # noqa: E402
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSSwitch
+from mininet.topo import Topo
+from tabulate import tabulate
+
+from experiments.hosts.generator import send_trace
+from experiments.runtime.argtypes import non_negative_float, positive_int
+from experiments.runtime.fidelity import CLOCK_TICKS, pid_cpu_seconds
+from experiments.runtime.preflight import EnvironmentProblem
+from experiments.runtime.results import CsvLog, new_run_dir, write_config
+from experiments.runtime.trial import (
     HOST_IP_BASE,
     HostProcess,
     TrialError,
@@ -93,14 +87,14 @@ from experiments.runtime.trial import (  # noqa: E402
     read_result,
     start_experiment,
 )
-from experiments.workload.traffic import (  # noqa: E402
+from experiments.workload.traffic import (
     TraceError,
     TraceSpec,
     make_trace,
     read_pcap,
     write_pcap,
 )
-from sequencer.dataplane import (  # noqa: E402
+from sequencer.dataplane import (
     ETH_P_ALL,
     DropCounter,
     StopRequested,
@@ -111,8 +105,8 @@ from sequencer.dataplane import (  # noqa: E402
     run_until_stopped,
     write_json,
 )
-from sequencer.wire.header import ETH_P_IP, ETH_P_SCR  # noqa: E402
-from topologies.scr_topo import QuietHost  # noqa: E402
+from sequencer.wire.header import ETH_P_IP, ETH_P_SCR
+from topologies.scr_topo import QuietHost
 
 BRIDGE = "b1"
 GEN, MID, SINK = "bgen", "bmid", "bsink"

@@ -25,36 +25,31 @@ the fidelity monitor marks not faithful is counted and shown, not dropped.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"bench_failover: the testbed is not set up: run `sudo make setup` in "
-                 f"{_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-import matplotlib  # noqa: E402
+import csv
+import json
+import statistics
+
+import matplotlib
 
 matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+from tabulate import tabulate
+from tqdm import tqdm
 
-from experiments import core_failover  # noqa: E402
-from experiments.runtime.argtypes import positive_int  # noqa: E402
-from experiments.runtime.capacity import prepare_run  # noqa: E402
-from experiments.runtime.results import CsvLog  # noqa: E402
-from experiments.runtime.trial import TrialError, percentiles, start_experiment  # noqa: E402
-from experiments.workload.trace_files import TraceError  # noqa: E402
+from experiments import core_failover
+from experiments.runtime.argtypes import positive_int
+from experiments.runtime.capacity import prepare_run
+from experiments.runtime.results import CsvLog
+from experiments.runtime.trial import TrialError, percentiles, start_experiment
+from experiments.workload.trace_files import TraceError
 
 RUNS_CSV = "runs.csv"
 PLOT = "bench_failover.png"

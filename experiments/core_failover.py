@@ -53,34 +53,29 @@ carry them.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"core_failover: the testbed is not set up: run `sudo make setup` in "
-                 f"{_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-import matplotlib  # noqa: E402
+import argparse
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import matplotlib
 
 matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import matplotlib.pyplot as plt
+from tabulate import tabulate
 
-from controller.dispatch import EVENTS_FILE  # noqa: E402
-from experiments.failover import (  # noqa: E402
+from controller.dispatch import EVENTS_FILE
+from experiments.failover import (
     BIN_S,
     RECOVERY_LIMIT_S,
     TIMELINE_CSV,
@@ -90,15 +85,15 @@ from experiments.failover import (  # noqa: E402
     timeline,
     write_timeline,
 )
-from experiments.runtime.argtypes import (  # noqa: E402,E501
+from experiments.runtime.argtypes import (
     fraction,
     non_negative_float,
     positive_float,
     positive_int,
 )
-from experiments.runtime.calibration import DEFAULT_WORK_US  # noqa: E402
-from experiments.runtime.capacity import add_run_flags, prepare_run  # noqa: E402
-from experiments.runtime.trial import (  # noqa: E402
+from experiments.runtime.calibration import DEFAULT_WORK_US
+from experiments.runtime.capacity import add_run_flags, prepare_run
+from experiments.runtime.trial import (
     Testbed,
     TrialConfig,
     TrialError,
@@ -108,13 +103,13 @@ from experiments.runtime.trial import (  # noqa: E402
     read_result,
     start_experiment,
 )
-from experiments.workload.trace_files import TraceError  # noqa: E402
-from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from nfs import NF_CLASSES, make_nf  # noqa: E402
-from nfs.base import PASS  # noqa: E402
-from nfs.oracle import SCR  # noqa: E402
-from nfs.reference import run_reference  # noqa: E402
-from topologies.scr_topo import PortPlan  # noqa: E402
+from experiments.workload.trace_files import TraceError
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
+from nfs import NF_CLASSES, make_nf
+from nfs.base import PASS
+from nfs.oracle import SCR
+from nfs.reference import run_reference
+from topologies.scr_topo import PortPlan
 
 RESULT_JSON = "core_failover.json"
 DEFAULT_LOAD = 0.75  # of the survivors' capacity: they carry the traffic with headroom

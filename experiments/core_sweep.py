@@ -18,19 +18,14 @@ Started with any Python, it re-executes itself in the project's virtual environm
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"core_sweep: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-from experiments.campaigns import sweep  # noqa: E402
+    bootstrap.into_venv(__file__)
+
+from experiments.campaigns import sweep
 
 DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "service", "remote"],
             "cores": [1, 2, 4, 6, 8],

@@ -47,38 +47,34 @@ period and one heartbeat interval).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"failover: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from bisect import bisect_left  # noqa: E402
-from dataclasses import replace  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-import matplotlib  # noqa: E402
+import argparse
+import csv
+import json
+import math
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import replace
+
+import matplotlib
 
 matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import matplotlib.pyplot as plt
+from tabulate import tabulate
 
-from controller.dispatch import EVENTS_FILE  # noqa: E402
-from experiments.runtime.argtypes import non_negative_float, positive_float  # noqa: E402
-from experiments.runtime.capacity import add_run_flags, prepare_run  # noqa: E402
-from experiments.runtime.cpu_quota import CoreQuotas  # noqa: E402
-from experiments.runtime.trial import (  # noqa: E402
+from controller.dispatch import EVENTS_FILE
+from experiments.runtime.argtypes import non_negative_float, positive_float
+from experiments.runtime.capacity import add_run_flags, prepare_run
+from experiments.runtime.cpu_quota import CoreQuotas
+from experiments.runtime.trial import (
     Testbed,
     TrialConfig,
     TrialError,
@@ -87,13 +83,13 @@ from experiments.runtime.trial import (  # noqa: E402
     read_result,
     start_experiment,
 )
-from experiments.workload.trace_files import TraceError  # noqa: E402
-from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from nfs import NF_CLASSES, make_nf  # noqa: E402
-from nfs.base import PASS  # noqa: E402
-from nfs.oracle import SCR  # noqa: E402
-from nfs.reference import StateView, check_views, run_reference  # noqa: E402
-from topologies.scr_topo import NF, PortPlan  # noqa: E402
+from experiments.workload.trace_files import TraceError
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
+from nfs import NF_CLASSES, make_nf
+from nfs.base import PASS
+from nfs.oracle import SCR
+from nfs.reference import StateView, check_views, run_reference
+from topologies.scr_topo import NF, PortPlan
 
 DEFAULT_LOAD = 0.5  # of one core's capacity: the primary also pays for replication
 REPLICATION_ADDRESS = "127.0.0.1:7651"  # the NF host's own loopback (its namespace)

@@ -42,19 +42,14 @@ virtual environment.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"loss_sweep: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-from experiments.campaigns import sweep  # noqa: E402
+    bootstrap.into_venv(__file__)
+
+from experiments.campaigns import sweep
 
 DEFAULTS = {"nf": [sweep.ALL], "strategies": ["scr"], "cores": [4], "skews": [1.0],
             "losses": [0.0, 0.005, 0.01, 0.015], "recovery": "on", "mode": "mlffr",

@@ -18,24 +18,20 @@ environment (``.venv``), like the sweeps, because it needs matplotlib and the in
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"plot: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import argparse  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-from tabulate import tabulate  # noqa: E402
+import argparse
 
-from experiments.plots.plotting import MODEL_FIT_CSV, RESULTS_CSV, plot_run  # noqa: E402
-from experiments.runtime.results import read_csv  # noqa: E402
+from tabulate import tabulate
+
+from experiments.plots.plotting import MODEL_FIT_CSV, RESULTS_CSV, plot_run
+from experiments.runtime.results import read_csv
 
 
 def fit_table(run_dir: Path) -> str:

@@ -38,49 +38,45 @@ a soak passes on its state checks.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-_VENV = Path(__file__).resolve().parent.parent / ".venv"
-if __name__ == "__main__" and Path(sys.prefix).resolve() != _VENV.resolve():
-    # Re-run inside the project's environment, with nothing but the standard library so far.
-    _python = _VENV / "bin" / "python"
-    if not _python.exists():
-        sys.exit(f"soak: the testbed is not set up: run `sudo make setup` in {_VENV.parent}")
-    os.execv(_python, [str(_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+if __name__ == "__main__" and not __package__:  # run as a file, maybe by the system Python
+    import bootstrap
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-from dataclasses import replace  # noqa: E402
+    bootstrap.into_venv(__file__)
 
-from tabulate import tabulate  # noqa: E402
+import argparse
+import json
+import math
+from dataclasses import replace
 
-from experiments.analysis.mlffr import find_mlffr  # noqa: E402
-from experiments.campaigns.sweep import PROBE_OVER_CAPACITY  # noqa: E402
-from experiments.core_failover import Fault, check_faults, run_with_faults  # noqa: E402
-from experiments.runtime.argtypes import (  # noqa: E402
+from tabulate import tabulate
+
+from experiments.analysis.mlffr import find_mlffr
+from experiments.campaigns.sweep import PROBE_OVER_CAPACITY
+from experiments.core_failover import Fault, check_faults, run_with_faults
+from experiments.runtime.argtypes import (
     fraction,
     non_negative_float,
     positive_float,
     positive_int,
 )
-from experiments.runtime.calibration import (  # noqa: E402,E501
+from experiments.runtime.calibration import (
     DEFAULT_STATE_WORK_US,
     DEFAULT_WORK_US,
     calibrate,
 )
-from experiments.runtime.capacity import measure_capacity  # noqa: E402
-from experiments.runtime.results import CsvLog, new_run_dir, write_config  # noqa: E402
-from experiments.runtime.trial import (  # noqa: E402
+from experiments.runtime.capacity import measure_capacity
+from experiments.runtime.results import CsvLog, new_run_dir, write_config
+from experiments.runtime.trial import (
     TrialConfig,
     TrialError,
     run_trial,
     start_experiment,
 )
-from experiments.workload.traffic import TraceSpec, make_trace, write_pcap  # noqa: E402
-from nfs import NF_CLASSES  # noqa: E402
+from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
+from nfs import NF_CLASSES
 
 STATE_CHECKS = ("every_fault_done", "states_equal_reference", "replicas_equal",
                 "every_kill_detected", "every_rejoin_sprayed")

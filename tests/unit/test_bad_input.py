@@ -237,8 +237,10 @@ def test_experiments_with_ovs_not_answering(name, tmp_path):
 #: not root. Running it as a real unprivileged user would make the test depend on where
 #: the checkout lives and who may read it (a clone in a private folder is unreadable to
 #: ``nobody``); what is under test is the script's start-up check, which asks ``geteuid``.
+# Run the script as Python runs a file (its folder first on sys.path), as a non-root user.
 AS_NON_ROOT = ("import os, runpy, sys; os.geteuid = lambda: 65534; "
-               "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+               "sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 @pytest.mark.parametrize("name", ["skew_sweep", "core_sweep", "loss_sweep", "async_latency",
