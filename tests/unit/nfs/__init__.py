@@ -1,0 +1,1 @@
+"""Unit tests of the package this folder mirrors (no root, no network)."""
