@@ -6,8 +6,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := mininet openvswitch-switch python3-venv python3-pip iproute2 net-tools \
-                ethtool make git redis-server
+APT_PACKAGES := mininet openvswitch-switch python3-venv python3-pip python-is-python3 \
+                iproute2 net-tools ethtool make git redis-server
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
 .PHONY: setup apt venv ovs demo test lint unit emulation clean-results
@@ -40,9 +40,12 @@ ovs: apt
 demo: setup
 	$(PY) experiments/skew_sweep.py --quick
 
+# Style (ruff) and the architecture's layers (import-linter's contracts in pyproject.toml).
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
+# Unit tests need neither root nor a network (a user without privileges can run them).
 unit: venv
 	$(PY) -m pytest -q tests/unit
 

@@ -13,7 +13,8 @@ priority   match                                         action
 100        ``shard``: in_port=shim egress,               group:1 (select, one
            eth_type=IPv4                                 bucket per core)
 100        in_port=core i, eth_type=IPv4 (one per core)  output:sink
-100        ``pb``: in_port=core i, eth_type=0x88B5       CONTROLLER (heartbeats)
+100        ``pb``, ``scr`` with ``watch_cores``:          CONTROLLER (heartbeats)
+           in_port=core i, eth_type=0x88B6
 0          anything else                                 drop (counted)
 =========  ============================================  ==========================
 
@@ -32,19 +33,20 @@ priority   match                                         action
   error and installs nothing if it only speaks 1.3.
 * ``pb`` is primary-backup (``nfs.cores.replication``): the ``single`` pipeline, its one slot
   rule sending everything to the first core port (the primary); the other core ports are
-  backups in order, which get no traffic. Every core port's heartbeats (ethertype 0x88B5,
-  which a core never sends otherwise) go to the controller. A watchdog (:class:`Watchdog`,
-  every ``WATCHDOG_PERIOD_S``) moves the slot rule to the first backup whose heartbeats are
-  fresh once the active port's have stopped for ``failover_timeout_ms`` (plan field,
-  default 200), with one OFPFC_MODIFY_STRICT, and records each failover (monotonic and
-  wall time, from and to port) in ``controller_events.json`` next to the plan file (the
-  trial's folder), with each port's heartbeat count, refreshed every second.
+  backups in order, which get no traffic. Every core port's heartbeats (ethertype 0x88B6,
+  ``sequencer.wire.heartbeat``; a core sends nothing else of that type) go to the
+  controller. A watchdog (:class:`Watchdog`, every ``WATCHDOG_PERIOD_S``) moves the slot
+  rule to the first backup whose heartbeats are fresh once the active port's have stopped
+  for ``failover_timeout_ms`` (plan field, default 200), with one OFPFC_MODIFY_STRICT, and
+  records each failover (monotonic and wall time, from and to port) in
+  ``controller_events.json`` next to the plan file (the trial's folder), with each port's
+  heartbeat count, refreshed every second.
 
 * ``scr`` with ``watch_cores`` (plan field, true) is SCR with core failover: every core
   port's heartbeats go to the controller too, and :class:`CoreWatch` follows which cores
   are alive. When a core falls silent for ``failover_timeout_ms``, or a silent one beats
   again (its replacement has joined), the controller sends the shim a spray command
-  (``sequencer.wire.header.spray_frame``, by packet-out into the shim's ingress port) naming
+  (``sequencer.wire.spray``, by packet-out into the shim's ingress port) naming
   the cores to spray over from now on; the shim then sprays round-robin over them with a
   history one record shorter or longer. OVS cannot round-robin by itself, so the spray is
   the shim's choice of slot, and the controller decides it; the per-slot rules stay. Each
@@ -85,8 +87,9 @@ from controller.compat import (
     set_ev_cls,
 )
 from sequencer.dataplane import write_json
-from sequencer.wire.header import ETH_P_IP, ETH_P_SCR, slot_mac, spray_frame
+from sequencer.wire.header import ETH_P_IP, ETH_P_SCR, slot_mac
 from sequencer.wire.heartbeat import ETH_P_HEARTBEAT, parse_heartbeat
+from sequencer.wire.spray import spray_frame
 
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100

@@ -16,16 +16,16 @@ sweeps' 0.1-CPU cores, 110 µs of work already cost ~1.1 ms of the core's time).
 
 Usage (as root)::
 
-    sudo python experiments/async_latency.py --quick
-    sudo python experiments/async_latency.py
-    sudo python experiments/async_latency.py --strategies service service-blocking \\
+    python experiments/async_latency.py --quick
+    python experiments/async_latency.py
+    python experiments/async_latency.py --strategies service service-blocking \\
         --store-delays-us 0 250 500 1000 2000 4000
 
-Writes ``results/async_latency/<timestamp>/`` like every sweep (``experiments.campaigns.sweep``), with
-``store_delay.png`` (throughput and median latency vs. injected latency). Caveat: the
-delay is an ``asyncio.sleep`` (about 1 ms granularity, rounded up); the ``latency_us``
-columns give what the cores measured. Started with any Python, it re-executes itself in the
-project's virtual environment.
+Writes ``results/async_latency/<timestamp>/`` like every sweep
+(``experiments.campaigns.sweep``), with ``store_delay.png`` (throughput and median latency
+vs. injected latency). Caveat: the delay is an ``asyncio.sleep`` (about 1 ms granularity,
+rounded up); the ``latency_us`` columns give what the cores measured. Started with any
+Python, it re-executes itself in the project's virtual environment.
 """
 
 from __future__ import annotations

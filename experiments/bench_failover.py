@@ -1,8 +1,9 @@
 """Benchmark: the core-failover experiment repeated, to show how often its results hold.
 
-One run of ``core_failover.py`` says what happened once. This runs it ``--runs`` times with
-the same configuration (the capacity is measured once, first, and every run offers the
-same rate: ``--load`` of what the N-1 survivors carry) and counts, over the runs: the
+One run of ``core_failover.py`` says what happened once. This runs it
+(``experiments.campaigns.core_failover``) ``--runs`` times with the same configuration (the
+capacity is measured once, first, and every run offers the same rate: ``--load`` of what
+the N-1 survivors carry) and counts, over the runs: the
 state kept (strictly equivalent to one core; under overload, consistent with the ground
 truth), the replicas equal to each other, the rate back within 2 s (not under overload),
 and it reports each run's recovery and detection times, the fetch latency (p50, p99) and
@@ -10,14 +11,15 @@ the packets dropped by cause.
 
 Usage (as root)::
 
-    sudo python experiments/bench_failover.py                # 10 runs at 0.75 x survivors
-    sudo python experiments/bench_failover.py --load 1.5     # 10 runs of overload
+    python experiments/bench_failover.py                # 10 runs at 0.75 x survivors
+    python experiments/bench_failover.py --load 1.5     # 10 runs of overload
 
 Results: ``results/bench_failover/<timestamp>/`` with ``config.json``, ``capacity/`` (the
 probes), ``runs.csv`` (one row per run), ``bench_failover.png`` (drawn from ``runs.csv`` by
 :func:`plot_runs`: recovery time and fetch p99 per run) and ``run<k>/`` (each run's
 ``core_failover`` folder). A benchmark, not a test: it prints figures and exits 1 when a
-run failed its required checks.
+run failed its required checks (the fault experiments' pass rule, as ``core_failover.py``
+judges a run: ``experiments.analysis.faults``).
 
 Caveats: the runs are sequential on one machine and share its noise (10-20 % here); a run
 the fidelity monitor marks not faithful is counted and shown, not dropped.
@@ -44,11 +46,19 @@ import matplotlib.pyplot as plt
 from tabulate import tabulate
 from tqdm import tqdm
 
-from experiments import core_failover
-from experiments.runtime.argtypes import positive_int
+from experiments.analysis.collect import percentiles
+from experiments.analysis.errors import TrialError
+from experiments.analysis.faults import RECOVERY_LIMIT_S
+from experiments.argtypes import positive_int
+from experiments.campaigns.core_failover import (
+    build_parser,
+    finish_args,
+    overloaded,
+    run_with_faults,
+)
 from experiments.runtime.capacity import prepare_run
+from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog
-from experiments.runtime.trial import TrialError, percentiles, start_experiment
 from experiments.workload.trace_files import TraceError
 
 RUNS_CSV = "runs.csv"
@@ -141,9 +151,9 @@ def plot_runs(run_dir: Path) -> Path:
     left.bar(runs, [t or 0 for t in times], color=colors)
     never = [run for run, t in zip(runs, times, strict=True) if t is None]
     if never:  # the rate never came back within the run: say so, not a zero-high bar
-        left.scatter(never, [core_failover.RECOVERY_LIMIT_S * 1.05] * len(never),
+        left.scatter(never, [RECOVERY_LIMIT_S * 1.05] * len(never),
                      marker="x", color="tab:red", label="never back")
-    left.axhline(core_failover.RECOVERY_LIMIT_S, color="k", linestyle="--",
+    left.axhline(RECOVERY_LIMIT_S, color="k", linestyle="--",
                  label="2 s limit")
     left.set(xlabel="run", ylabel="rate back to 90 % (s)", title="recovery after the kill")
     left.legend(fontsize=8)
@@ -160,9 +170,9 @@ def plot_runs(run_dir: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None):
-    parser = core_failover.build_parser("bench_failover", __doc__.split("\n\n")[0])
+    parser = build_parser("bench_failover", __doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=positive_int, default=10, help="repetitions")
-    return core_failover.finish_args(parser, parser.parse_args(argv))
+    return finish_args(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TrialError, KeyboardInterrupt) as err:
         print(f"bench_failover: {err or 'interrupted'}", file=sys.stderr)
         return 1
-    overload = capacity is not None and args.load > 1
+    overload = overloaded(capacity, args.load)
     log = CsvLog(bench_dir / RUNS_CSV, COLUMNS)
     rows = []
     print(f"bench_failover: {args.runs} runs at {config.rate_pps:.0f} pps"
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = bench_dir / f"run{run}"
             run_dir.mkdir()
             try:
-                _dir, result = core_failover.run_with_faults(
+                _dir, result = run_with_faults(
                     "core_failover", config, args.faults, args.duration, run_dir, imported,
                     args.skew, args.seed + run, overload=overload)
                 row = row_of(run, result)

@@ -9,9 +9,9 @@ the machine has room; the fidelity monitor marks points where it did not. See
 
 Usage (as root)::
 
-    sudo python experiments/core_sweep.py --quick
-    sudo python experiments/core_sweep.py --nf all --skews 2
-    sudo python experiments/core_sweep.py --nf ddos --skews 0 2 --cores 1 2 4 6 8
+    python experiments/core_sweep.py --quick
+    python experiments/core_sweep.py --nf all --skews 2
+    python experiments/core_sweep.py --nf ddos --skews 0 2 --cores 1 2 4 6 8
 
 Started with any Python, it re-executes itself in the project's virtual environment.
 """

@@ -23,9 +23,9 @@ with the 80 % line. See ``experiments.campaigns.sweep`` for what each run writes
 
 Usage (as root)::
 
-    sudo python experiments/loss_sweep.py --quick
-    sudo python experiments/loss_sweep.py
-    sudo python experiments/loss_sweep.py --nf ddos --losses 0 0.01 0.05 --recovery off
+    python experiments/loss_sweep.py --quick
+    python experiments/loss_sweep.py
+    python experiments/loss_sweep.py --nf ddos --losses 0 0.01 0.05 --recovery off
 
 Caveats: a dropped packet was stamped, so its record still reaches the other cores in the
 next N-1 packets' histories; the core it was meant for lacks N records (its packet and the

@@ -4,13 +4,13 @@ For every flow skew (Zipf exponent of the flow sizes: 0 is uniform; with 200 flo
 largest flow carries 40 % of the packets at 1.5 and 61 % at 2) it runs every strategy on
 the largest core count, plus ``single`` on one core, and measures each point's MLFFR (or,
 with ``--mode fixed``, the delivered rate at one offered rate). SCR should stay flat, RSS
-sharding should collapse as one flow dominates. See ``experiments.campaigns.sweep`` for what each run
-writes (``results/skew_sweep/<timestamp>/``) and ``README.md`` for the flags.
+sharding should collapse as one flow dominates. See ``experiments.campaigns.sweep`` for what
+each run writes (``results/skew_sweep/<timestamp>/``) and ``README.md`` for the flags.
 
 Usage (as root)::
 
-    sudo python experiments/skew_sweep.py --quick
-    sudo python experiments/skew_sweep.py --nf ddos knock --skews 0 1 2 --cores 4
+    python experiments/skew_sweep.py --quick
+    python experiments/skew_sweep.py --nf ddos knock --skews 0 1 2 --cores 4
 
 Started with any Python, it re-executes itself in the project's virtual environment
 (``.venv``, made by ``make setup``).

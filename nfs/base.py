@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from sequencer.wire.packet import Packet
+from sequencer.wire.packet import Packet, int_to_ip
 
 DROP = 0
 PASS = 1
@@ -141,6 +141,16 @@ def int_param(name: str, value: Any, minimum: int = 0, maximum: int | None = Non
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise ValueError(f"{name} must be {bound}, not {value}")
     return value
+
+
+#: The packet fields of a TCP flow's key (heavy hitter, token bucket, conntrack).
+FOUR_TUPLE_FIELDS = ("ip_src", "ip_dst", "tcp_src", "tcp_dst")
+
+
+def four_tuple_json(key: tuple) -> str:
+    """A flow key ``(src, dst, sport, dport)`` as ``"src:sport->dst:dport"`` (state JSON)."""
+    src, dst, sport, dport = key
+    return f"{int_to_ip(src)}:{sport}->{int_to_ip(dst)}:{dport}"
 
 
 class NetworkFunction(ABC):

@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import struct
 
-from nfs.base import DROP, PASS, NetworkFunction, int_param
-from nfs.heavy_hitter import FOUR_TUPLE_FIELDS
+from nfs.base import DROP, FOUR_TUPLE_FIELDS, PASS, NetworkFunction, int_param
 from sequencer.wire.packet import (
     PROTO_TCP,
     PROTO_UDP,

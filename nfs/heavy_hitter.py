@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import struct
 
-from nfs.base import DROP, PASS, NetworkFunction, int_param
-from sequencer.wire.packet import TCP_FIN, TCP_SYN, Packet, int_to_ip
+from nfs.base import (
+    DROP,
+    FOUR_TUPLE_FIELDS,
+    PASS,
+    NetworkFunction,
+    four_tuple_json,
+    int_param,
+)
+from sequencer.wire.packet import TCP_FIN, TCP_SYN, Packet
 
-FOUR_TUPLE_FIELDS = ("ip_src", "ip_dst", "tcp_src", "tcp_dst")
 _SYN_FIN = TCP_SYN | TCP_FIN
-
-
-def four_tuple_json(key: tuple) -> str:
-    """``(src, dst, sport, dport)`` as ``"src:sport->dst:dport"``."""
-    src, dst, sport, dport = key
-    return f"{int_to_ip(src)}:{sport}->{int_to_ip(dst)}:{dport}"
 
 
 class HeavyHitterDetector(NetworkFunction):

@@ -31,8 +31,14 @@ from __future__ import annotations
 
 import struct
 
-from nfs.base import DROP, PASS, NetworkFunction, int_param
-from nfs.heavy_hitter import FOUR_TUPLE_FIELDS, four_tuple_json
+from nfs.base import (
+    DROP,
+    FOUR_TUPLE_FIELDS,
+    PASS,
+    NetworkFunction,
+    four_tuple_json,
+    int_param,
+)
 from sequencer.wire.packet import TCP_FIN, TCP_SYN, Packet
 
 MICRO = 1_000_000  # micro-tokens per token

@@ -12,7 +12,8 @@ follows the same small protocol with the experiment that started it:
 Raw AF_PACKET sockets are used in the hot paths: Scapy costs hundreds of microseconds per
 packet. A receive socket is created with protocol 0 and then bound to its interface and
 ethertype, so it never sees frames of other interfaces. ``PACKET_IGNORE_OUTGOING`` keeps a
-process from reading back what it sent on the same interface.
+process from reading back what it sent on the same interface. The pcaps they write (the
+shim's ground truth) are :mod:`sequencer.wire.pcap`'s.
 """
 
 from __future__ import annotations
@@ -71,28 +72,6 @@ def run_until_stopped(loop: Callable[[], None], finish: Callable[[], None]) -> i
         ignore_stop_signals()
         finish()
     return 0
-
-
-def write_pcap(path: Path | str, frames, stamps, nano: bool, snaplen: int = 65535) -> None:
-    """Save Ethernet ``frames`` as a classic little-endian pcap, each with its ``(seconds,
-    fraction)`` stamp (the fraction in ns when ``nano``, else in µs).
-
-    Scapy's writer does the format (imported here, at the end of a run: importing Scapy
-    costs a data-path process ~0.3 s of CPU it should not pay at start-up).
-    """
-    from scapy.utils import RawPcapWriter
-
-    with RawPcapWriter(str(path), linktype=1, endianness="<", nano=nano,
-                       snaplen=snaplen) as writer:
-        writer.write_header(None)  # write_packet does not write it, and there may be none
-        for frame, (sec, frac) in zip(frames, stamps, strict=True):
-            # With nano=True, RawPcapWriter writes ``usec`` as is: nanoseconds, then.
-            writer.write_packet(frame, sec=sec, usec=frac)
-
-
-def write_pcap_ns(path: Path | str, frames, timestamps_ns) -> None:
-    """Save Ethernet ``frames`` as a nanosecond pcap, each stamped with its time in ns."""
-    write_pcap(path, frames, (divmod(ts, 1_000_000_000) for ts in timestamps_ns), nano=True)
 
 
 def open_socket(iface: str, ethertype: int | None,

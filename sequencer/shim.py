@@ -12,7 +12,7 @@ port), and for each one:
 4. appends its record to the ring of the last N-1 records.
 
 The cores sprayed over are all N at first. The controller may change them with a spray
-command (``header.spray_frame``, sent by packet-out into the shim's ingress port) when a
+command (``sequencer.wire.spray``, sent by packet-out into the shim's ingress port) when a
 core dies or comes back: from the next packet on, the shim sprays round-robin over the
 cores named, going on from where the round robin was, so every core's history stays
 continuous (``reconfigs`` in ``shim.json`` says at which sequence number each command took
@@ -79,10 +79,12 @@ from sequencer.dataplane import (
     cpu_seconds,
     open_socket,
     write_json,
-    write_pcap_ns,
 )
 from sequencer.wire import header as h
 from sequencer.wire.packet import Packet, parse
+from sequencer.wire.pcap import write_pcap_ns
+from sequencer.wire.spray import ETH_P_SPRAY, unpack_spray
+from sequencer.wire.trailer import SCR_TRAILER, TRAILER_MAGIC
 
 MALFORMED_SAMPLES = 5
 SEQUENCED_PCAP = "sequenced.pcap"
@@ -230,7 +232,7 @@ class Sequencer:
         seq = self.next_seq
         self._record(frame, pkt.trace_id, ts, -1, 0)
         return -1, self._lose(
-            seq, frame + h.SCR_TRAILER.pack(seq % h.SEQ_MODULUS, ts, h.TRAILER_MAGIC))
+            seq, frame + SCR_TRAILER.pack(seq % h.SEQ_MODULUS, ts, TRAILER_MAGIC))
 
     def stop_frames(self, ts: int) -> list[bytes]:
         """One STOP frame per core sprayed over, carrying the records since its last frame
@@ -275,7 +277,7 @@ class Sequencer:
         ethertype = frame[12:14]
         if ethertype == _SPRAY_TYPE:
             try:
-                epoch, cores = h.unpack_spray(frame)
+                epoch, cores = unpack_spray(frame)
             except h.MalformedFrame:
                 return None
             self.respray(epoch, cores, ts)
@@ -296,7 +298,7 @@ class Sequencer:
             return False
 
 
-_SPRAY_TYPE = h.ETH_P_SPRAY.to_bytes(2, "big")
+_SPRAY_TYPE = ETH_P_SPRAY.to_bytes(2, "big")
 _SCR_TYPE = h.ETH_P_SCR.to_bytes(2, "big")
 
 

@@ -14,8 +14,9 @@ The trial itself is a callable (rate -> result dict with ``loss`` and ``delivere
 the search is a pure function, unit-tested without a network.
 
 Caveat: loss is measured over one finite trial, and a core's receive queue absorbs some
-overload (``experiments.runtime.trial.CORE_RX_QUEUE``): the shorter the trial, the more a rate just
-above capacity can still pass. Trials of a few seconds keep that within the precision.
+overload (``experiments.runtime.config.CORE_RX_QUEUE``): the shorter the trial, the more a
+rate just above capacity can still pass. Trials of a few seconds keep that within the
+precision.
 """
 
 from __future__ import annotations

@@ -91,6 +91,38 @@ def _drain(core: Core, frames: queue.Queue, errors: list[BaseException]) -> None
         errors.append(err)
 
 
+def _deliver(cores: list[Core], outputs: list, stops: list[bytes], drops: set[int],
+             timeout_s: float) -> list[int]:
+    """Feed each core its frames (the sequencer's outputs, then the STOPs) through its own
+    queue and thread, dropping the sequence numbers in ``drops``; wait until every core is
+    done. The frames each core's "receive queue" dropped; a core's crash is re-raised."""
+    queues = [queue.Queue() for _ in cores]
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_drain, args=(core, q, errors), daemon=True)
+               for core, q in zip(cores, queues, strict=True)]
+    for thread in threads:
+        thread.start()
+    dropped = [0] * len(cores)
+    for i, (slot, out) in enumerate(outputs):
+        if out is None:
+            continue
+        if i in drops:
+            dropped[slot] += 1
+            continue
+        queues[slot].put(out)
+    for stop in stops:
+        queues[unpack_header(stop).slot].put(stop)
+    for q in queues:
+        q.put(None)  # a core whose STOP got lost ends here
+    for thread in threads:
+        thread.join(timeout_s)
+        if thread.is_alive():
+            raise TimeoutError("a core did not finish its frames")
+    if errors:
+        raise errors[0]
+    return dropped
+
+
 def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[bytes],
                 n_cores: int, *, loss_rate: float = 0.0, loss_seed: int = 1,
                 queue_drops: Iterable[int] = (), recovery: bool = False,
@@ -125,30 +157,7 @@ def run_offline(nf_factory: Callable[[], NetworkFunction], frames: Iterable[byte
                     return RecoveringReplica(nf, core, n, Path(ring_dir) / "offline")
                 return spec.make_core(nf, core, n, spec.core_args())
         cores += [make_core(nf_factory(), c, n_cores) for c in range(n_cores)]
-        queues = [queue.Queue() for _ in range(n_cores)]
-        errors: list[BaseException] = []
-        threads = [threading.Thread(target=_drain, args=(core, q, errors), daemon=True)
-                   for core, q in zip(cores, queues, strict=True)]
-        for thread in threads:
-            thread.start()
-        dropped = [0] * n_cores
-        for i, (slot, out) in enumerate(outputs):
-            if out is None:
-                continue
-            if i in drops:
-                dropped[slot] += 1
-                continue
-            queues[slot].put(out)
-        for stop in stops:
-            queues[unpack_header(stop).slot].put(stop)
-        for q in queues:
-            q.put(None)  # a core whose STOP got lost ends here
-        for thread in threads:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                raise TimeoutError("a core did not finish its frames")
-        if errors:
-            raise errors[0]
+        dropped = _deliver(cores, outputs, stops, drops, timeout_s)
         held = _held(rings, seq.nf.record_size) if recovery else None
     finally:
         for core in cores:

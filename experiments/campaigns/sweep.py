@@ -4,7 +4,8 @@ A sweep runs every combination of NF x strategy x core count x flow skew (``sing
 at one core) and measures each point's throughput:
 
 * ``--mode mlffr`` (default): the maximum loss-free forwarding rate by search
-  (``experiments.analysis.mlffr``), each step a trial (``experiments.runtime.trial``) on a fresh network;
+  (``experiments.analysis.mlffr``), each step a trial (``experiments.runtime.trial``) on a
+  fresh network;
 * ``--mode fixed``: one trial at ``--rate``; the throughput is the rate the cores delivered.
 
 Every trial is checked against sequential processing (``check_equivalent``: every verdict
@@ -13,7 +14,9 @@ given the packets the run lost) and watched by the fidelity monitor (``faithful`
 ``bottleneck``). A point is faithful when its reported trial was. It writes
 ``results/<kind>/<timestamp>/`` with ``config.json``, ``results.csv`` (one row per point,
 appended as points finish; Ctrl-C keeps them), ``trials.csv`` (one row per trial), the
-traces, every trial's folder, the plots (``experiments.plots.plotting``, from the CSV) and a table.
+traces, every trial's folder, the plots (``experiments.plots.plotting``, from the CSV), a
+table and ``summary.json``. What a point's row says from its trials, the table and the
+summary are ``experiments.analysis.tables``; this module runs the trials and records them.
 
 Caveat: see the README: two CPUs, emulated cores, infrastructure limits.
 """
@@ -28,17 +31,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tabulate import tabulate
 from tqdm import tqdm
 
+from experiments.analysis.errors import TrialError
 from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr
-from experiments.plots.plotting import plot_run, relative_to_no_loss
-from experiments.runtime.argtypes import (
+from experiments.analysis.tables import point_row, summary_line, sweep_summary, table
+from experiments.argtypes import (
     fraction,
     non_negative_float,
     positive_float,
     positive_int,
 )
+from experiments.plots.plotting import plot_run
 from experiments.runtime.calibration import (
     DEFAULT_STATE_WORK_US,
     DEFAULT_TRANSFER_WORK_US,
@@ -46,11 +50,15 @@ from experiments.runtime.calibration import (
     calibrate,
 )
 from experiments.runtime.capacity import measure_capacity
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
+from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog, new_run_dir, write_config
-from experiments.runtime.trial import TrialConfig, TrialError, run_trial, start_experiment
+from experiments.runtime.trial import run_trial
 from experiments.workload.trace_files import TraceError, TraceSummary, import_for_run
 from experiments.workload.traffic import TraceSpec, flow_shares, make_trace, write_pcap
 from nfs import NF_CLASSES
+from nfs.cores.store import DEFAULT_INFLIGHT
 from nfs.strategies import get as get_strategy
 from nfs.strategies import names as strategy_names
 
@@ -80,9 +88,9 @@ ALL = "all"
 CAPACITY_COLUMNS = ["nf", "cpu_us_per_packet", "per_core_pps", "cores", "core_share", "pps",
                     "error"]
 
-#: Each emulated core: 0.1 of a CPU (1 ms every 10 ms). The NF's costs are in
-#: experiments.runtime.calibration (µs of CPU time, turned into spin rounds at start-up).
-DEFAULT_CORE_SHARE = 0.1
+# Each emulated core gets DEFAULT_CORE_SHARE of a CPU (experiments.runtime.cpu_quota). The
+# NF's costs are in experiments.runtime.calibration (µs of CPU time, turned into spin rounds
+# at start-up).
 #: The first probe of a search offers this times the measured capacity, capped by
 #: --max-rate: above capacity, so that it brackets the MLFFR.
 PROBE_OVER_CAPACITY = 1.3
@@ -105,12 +113,8 @@ class Point:
         return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}{loss}"
 
 
-def build_parser(prog: str, description: str, defaults: dict,
-                 quick: dict) -> argparse.ArgumentParser:
-    """The flags both sweeps share; ``defaults`` and ``quick`` differ per sweep."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def _add_point_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """Which points, and how each is measured (the search, the trial length, the trace)."""
     parser.add_argument("--nf", nargs="+", choices=[*sorted(NF_CLASSES), ALL],
                         default=defaults["nf"], help=f"network functions ('{ALL}': every one)")
     parser.add_argument("--strategies", nargs="+", choices=strategy_names(),
@@ -136,6 +140,10 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="seconds of traffic per trial")
     parser.add_argument("--flows", type=positive_int, default=200,
                         help="background flows per trace")
+
+
+def _add_cost_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """What a packet costs the cores, the store latency, the injected loss, recovery."""
     parser.add_argument("--work-us", type=non_negative_float,
                         default=defaults.get("work_us", DEFAULT_WORK_US),
                         help="stateless compute per packet, µs of CPU time (calibrated into "
@@ -151,7 +159,7 @@ def build_parser(prog: str, description: str, defaults: dict,
                         default=DEFAULT_TRANSFER_WORK_US,
                         help="lock: µs paid when a key's state was last written by another "
                              "core (0: no coherence cost)")
-    parser.add_argument("--inflight", type=positive_int, default=32,
+    parser.add_argument("--inflight", type=positive_int, default=DEFAULT_INFLIGHT,
                         help="service/remote: packets in flight per core (async runtime)")
     parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
                         default=defaults.get("store_delays_us", [0.0]),
@@ -168,10 +176,20 @@ def build_parser(prog: str, description: str, defaults: dict,
                         help="scr: cores fetch lost records from their peers' logs (on, "
                              "as the paper measures at the MLFFR: points stay strictly "
                              "equivalent)")
+
+
+def build_parser(prog: str, description: str, defaults: dict,
+                 quick: dict) -> argparse.ArgumentParser:
+    """The flags both sweeps share; ``defaults`` and ``quick`` differ per sweep."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_point_flags(parser, defaults)
+    _add_cost_flags(parser, defaults)
     parser.add_argument("--probe-per-core", type=positive_float, default=None,
-                        help="mlffr mode: the first probe offers 1.3 x this x cores (capped "
-                             "by --max-rate; default: a core's capacity, measured once per "
-                             "NF); later points start from the best seen")
+                        help=f"mlffr mode: the first probe offers {PROBE_OVER_CAPACITY:g} x "
+                             "this x cores (capped by --max-rate; default: a core's capacity, "
+                             "measured once per NF); later points start from the best seen")
     parser.add_argument("--trace", type=Path, default=None,
                         help="replay this capture (pcap or pcapng, any source: its IPv4 "
                              "addresses are rewritten into 198.18.0.0/15) instead of "
@@ -323,57 +341,9 @@ class Sweep:
             if throughput and not ceiling:
                 self.per_core[point.nf] = max(self.per_core.get(point.nf, 0.0),
                                               throughput / point.cores)
-        errors = [r["error"] for _rate, r in steps if r.get("error")]
-        if best is None or best.get("error"):
-            row["error"] = errors[-1] if errors else "no rate passed"
-            best = best or {}
-        checks = [r for _rate, r in steps if not r.get("error")]
-        # The trials the search accepted (loss within the threshold; in fixed mode, the one
-        # trial) must be strictly equivalent; every trial, overloaded ones too, must be
-        # consistent: an overloaded core may drop packets, never let a state go wrong.
-        accepted = [r for r in checks if r["loss"] <= a.threshold or a.mode == "fixed"]
-        # What the point's two checks judged and found wrong: an accepted trial that was
-        # not strictly equivalent, or any trial that was not consistent.
-        problems = [p for r in checks
-                    if (r in accepted and not r["check_equivalent"])
-                    or not r["check_consistent"] for p in r.get("check_problems", [])]
-        order_checks = [r["check_access_order"] for _rate, r in steps
-                        if "check_access_order" in r]
-        fid = best.get("fidelity", {})
-        row.update({
-            "throughput_pps": round(throughput, 1),
-            "offered_pps": best.get("offered_pps", ""),
-            "delivered_pps": best.get("delivered_pps", ""),
-            "loss": best.get("loss", ""),
-            "faithful": best.get("faithful", ""),
-            "bottleneck": best.get("bottleneck", ""),
-            "check_equivalent": all(r["check_equivalent"] for r in accepted)
-            if accepted else "",
-            "check_consistent": all(r["check_consistent"] for r in checks) if checks else "",
-            "check_problem": problems[0] if problems else "",
-            "search_steps": len(steps),
-            "rates_tried": [round(rate) for rate, _r in steps],
-            "ceiling": ceiling,
-            "per_core": best.get("per_core", ""),
-            "lost_updates": best.get("lost_updates", ""),
-            "busy": fid.get("busy", ""),
-            "machine_idle": fid.get("machine_idle", ""),
-            # Store strategies: the store's state and every verdict equal a replay of the
-            # order the store applied operations in (again in every trial of the point).
-            "check_access_order": all(order_checks) if order_checks else "",
-            "store_retries": best.get("store_retries", ""),
-            "latency_us_p50": best.get("latency_us_p50", ""),
-            "latency_us_p99": best.get("latency_us_p99", ""),
-            "injected_loss": best.get("injected_loss", ""),
-            "recovered": best.get("recovered", ""),
-            "lost_everywhere": best.get("lost_everywhere", ""),
-            "fetches": best.get("fetches", ""),
-            "fetch_us_p50": best.get("fetch_us_p50", ""),
-            "fetch_us_p99": best.get("fetch_us_p99", ""),
-            "fetch_s": best.get("fetch_s", ""),
-            "trial": next((r["trial"] for _rate, r in steps if r is best), ""),
-            "seconds": round(time.monotonic() - started, 1),
-        })
+        row.update(point_row(steps, best, throughput, ceiling, threshold=a.threshold,
+                             fixed=a.mode == "fixed"))
+        row["seconds"] = round(time.monotonic() - started, 1)
         return row
 
     def run(self) -> list[dict]:
@@ -385,82 +355,6 @@ class Sweep:
                 self.rows.append(row)
                 tqdm.write(summary_line(row), file=sys.stderr)
         return self.rows
-
-
-def equivalence_mark(row: dict) -> str:
-    """A point's equivalence in a word: ``yes`` (strictly equivalent), ``modulo gaps``
-    (consistent only: equal without updates the ground truth shows lost), ``NO``."""
-    if row.get("check_equivalent") is True:
-        return "yes"
-    if row.get("check_consistent") is True:
-        return "modulo gaps"
-    return "NO" if row.get("check_consistent") is False else "-"
-
-
-def summary_line(row: dict) -> str:
-    name = f"{row['nf']:>9} {row['strategy']:>7} cores={row['cores']} skew={row['skew']:g}"
-    if row.get("error"):
-        return f"{name}: error: {row['error']}"
-    mark = "" if row["faithful"] is True else f"  NOT FAITHFUL ({row['bottleneck']})"
-    return (f"{name}: {row['throughput_pps']:.0f} pps ({row['mode']}, loss "
-            f"{100 * row['loss']:.1f} %, equivalent: {equivalence_mark(row)}){mark}")
-
-
-def _lossy(rows: list[dict]) -> bool:
-    return any(float(r.get("loss_rate") or 0) > 0 for r in rows)
-
-
-def _recovering(rows: list[dict]) -> bool:
-    return any(r.get("fetches") not in ("", None, 0) for r in rows)
-
-
-def table(rows: list[dict]) -> str:
-    """The sweep's results as a table. "equivalent" is :func:`equivalence_mark`. Store
-    strategies add their delay, latency and access-order check. Where SCR cores recovered
-    lost records, "fetched" is how many and "fetch µs" the fetches' p50/p99 (the recovery
-    cost). With injected loss, "loss %" is the injected rate, "core loss %" the reported
-    trial's loss besides it and "vs no loss" the throughput relative to the same point
-    without loss."""
-    stores = any(get_strategy(r["strategy"]).store for r in rows)
-    lossy, recovering = _lossy(rows), _recovering(rows)
-    headers = ["nf", "strategy", "cores", "skew", "top flow", "pps", "loss %", "faithful",
-               "equivalent", "trials"]
-    if lossy:
-        headers = ["nf", "strategy", "cores", "skew", "top flow", "loss %", "pps",
-                   "vs no loss", "core loss %", "faithful", "equivalent", "trials"]
-    if recovering:
-        headers += ["fetched", "fetch µs p50/p99"]
-    if stores:
-        headers += ["delay µs", "p50 µs", "order ✓"]
-    relative = relative_to_no_loss(rows) if lossy else [None] * len(rows)
-    body = []
-    for r, vs in zip(rows, relative, strict=True):
-        line = [
-            r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
-            ("error" if r.get("error") else
-             f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
-            f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
-            "yes" if r.get("faithful") is True else f"NO: {r.get('bottleneck') or '?'}",
-            equivalence_mark(r), r.get("search_steps", "")]
-        if lossy:
-            # Same cells, reordered: the injected rate is the row's key, the measured loss
-            # (injected drops excluded) a result.
-            pps, core_loss, faithful, equivalent, trials = line[5:]
-            line = [*line[:5], f"{100 * float(r.get('loss_rate') or 0):g}", pps,
-                    "-" if vs is None else f"{vs:.0f} %", core_loss, faithful, equivalent,
-                    trials]
-        if recovering:
-            p50, p99 = r.get("fetch_us_p50"), r.get("fetch_us_p99")
-            line += [r.get("recovered", ""),
-                     f"{p50:.0f}/{p99:.0f}" if isinstance(p50, float | int)
-                     and isinstance(p99, float | int) else "-"]
-        if stores:
-            store = get_strategy(r["strategy"]).store
-            line += [f"{r.get('store_delay_us', 0):g}" if store else "",
-                     r.get("latency_us_p50", "") if store else "",
-                     r.get("check_access_order", "")]
-        body.append(line)
-    return tabulate(body, headers=headers, tablefmt="github")
 
 
 def main(kind: str, args: argparse.Namespace) -> int:
@@ -491,14 +385,6 @@ def main(kind: str, args: argparse.Namespace) -> int:
         print(f"{kind}: no plot: {err}", file=sys.stderr)
     elapsed = round(time.monotonic() - started, 1)
     print(f"results: {sweep.run_dir}  ({elapsed:.0f} s)")
-    (sweep.run_dir / "summary.json").write_text(json.dumps(
-        {"points": len(rows), "errors": sum(bool(r.get("error")) for r in rows),
-         # SCR's promise: every point strictly equivalent; no point of any strategy may
-         # be inconsistent with its ground truth (lock's divergence is reported as such).
-         "all_equivalent": all(r.get("check_equivalent") is True for r in rows
-                               if get_strategy(r["strategy"]).history),
-         "inconsistent": [f"{r['nf']}-{r['strategy']}-c{r['cores']}-s{r['skew']:g}"
-                          for r in rows if r.get("check_consistent") is False],
-         "unfaithful": sum(r.get("faithful") is False for r in rows),
-         "seconds": elapsed}, indent=1) + "\n")
+    (sweep.run_dir / "summary.json").write_text(
+        json.dumps(sweep_summary(rows, elapsed), indent=1) + "\n")
     return 1 if any(r.get("error") for r in rows) else 0

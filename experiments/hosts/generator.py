@@ -9,7 +9,8 @@ one; the shim turns each into STOP frames for the cores (a core stops at the fir
 Results: ``generator.json`` with the packets sent, send errors, the send duration and the
 rate actually achieved (the offered rate the trial reports).
 
-Run: ``python -m experiments.hosts.generator --iface gen-eth0 --trace trace.pcap --rate 2000 --out DIR``.
+Run: ``python -m experiments.hosts.generator --iface gen-eth0 --trace trace.pcap --rate 2000
+--out DIR``.
 Bad input (a rate that is not a finite number > 0, a missing, unreadable or corrupt trace,
 an interface or a results folder that does not exist) ends it with one line and exit
 status 2 before it sends anything.
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.runtime.argtypes import positive_float
+from experiments.argtypes import positive_float
 from experiments.workload.traffic import TraceError, read_pcap
 from sequencer.dataplane import (
     announce_ready,

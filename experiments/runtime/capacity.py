@@ -31,10 +31,13 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from experiments.runtime.argtypes import non_negative_float, positive_float
+from experiments.analysis.collect import read_result
+from experiments.analysis.errors import TrialError
+from experiments.argtypes import non_negative_float, positive_float
 from experiments.runtime.calibration import DEFAULT_STATE_WORK_US, Costs, calibrate
+from experiments.runtime.config import TrialConfig
 from experiments.runtime.results import new_run_dir, write_config
-from experiments.runtime.trial import TrialConfig, TrialError, read_result, run_trial
+from experiments.runtime.trial import run_trial
 from experiments.workload.trace_files import import_for_run
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 

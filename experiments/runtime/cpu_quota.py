@@ -29,6 +29,9 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MIN_QUOTA_US = 1000  # the kernel refuses a smaller CFS quota
+#: Each emulated core: 0.1 of a CPU, 1 ms every 10 ms (see the module docstring).
+DEFAULT_CORE_SHARE = 0.1
+DEFAULT_PERIOD_US = 10_000
 _counter = itertools.count()
 
 
@@ -62,7 +65,8 @@ def quota_us(share: float, period_us: int) -> int:
 class CoreQuotas:
     """One cgroup per emulated core, each limited to ``share`` of a CPU."""
 
-    def __init__(self, n_cores: int, share: float = 0.1, period_us: int = 10_000):
+    def __init__(self, n_cores: int, share: float = DEFAULT_CORE_SHARE,
+                 period_us: int = DEFAULT_PERIOD_US):
         self.share = share
         self.period_us = period_us
         self.quota_us = quota_us(share, period_us)

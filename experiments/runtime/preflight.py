@@ -20,17 +20,17 @@ class EnvironmentProblem(RuntimeError):
 
 def check_environment() -> None:
     if os.geteuid() != 0:
-        raise EnvironmentProblem("needs root (Mininet makes network namespaces): run it with sudo")
+        raise EnvironmentProblem("needs root (Mininet makes network namespaces): run it as root")
     for tool in ("ovs-vsctl", "mnexec"):
         if shutil.which(tool) is None:
-            raise EnvironmentProblem(f"{tool} is not installed: run `sudo make setup` first")
+            raise EnvironmentProblem(f"{tool} is not installed: run `make setup` as root first")
     try:
         bridges = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
                                  text=True, check=True).stdout.split()
     except subprocess.SubprocessError:
         raise EnvironmentProblem(
-            "Open vSwitch is not running: start it with `sudo make ovs`") from None
+            "Open vSwitch is not running: start it with `make ovs` as root") from None
     if SWITCH in bridges:
         raise EnvironmentProblem(
             f"an OVS bridge {SWITCH!r} exists already: another run is going on, or a killed "
-            f"one left it (remove it with `sudo ovs-vsctl del-br {SWITCH}`)")
+            f"one left it (remove it as root with `ovs-vsctl del-br {SWITCH}`)")

@@ -59,7 +59,7 @@ from typing import BinaryIO
 from scapy.utils import RawPcapNgReader, RawPcapReader
 from tabulate import tabulate
 
-from sequencer import dataplane
+from sequencer.wire import pcap
 from sequencer.wire.header import ETH_HEADER, ETH_P_IP, MalformedFrame, mac_bytes
 from sequencer.wire.packet import (
     PROTO_TCP,
@@ -90,7 +90,8 @@ _LINKTYPE_NAMES = {
     228: "raw IPv4", 229: "raw IPv6", 276: "Linux cooked v2",
 }
 
-# The testbed's frames (sequencer.wire.packet.build's defaults): unicast MACs that no interface owns.
+# The testbed's frames (sequencer.wire.packet.build's defaults): unicast MACs that no
+# interface owns.
 SRC_MAC = "02:00:00:00:00:01"
 DST_MAC = "02:00:00:00:00:02"
 TESTBED_NET = "198.18.0.0/15"  # RFC 2544's benchmark range
@@ -398,8 +399,8 @@ def _write(path: str | Path, frames: Sequence[bytes], stamps: list[tuple[int, in
         raise ValueError(f"a frame of {longest} bytes is longer than {MAX_RECORD}")
     if any(not 0 <= sec < 1 << 32 for sec, _frac in stamps):
         raise ValueError("a timestamp is outside the 32-bit seconds of a pcap")
-    dataplane.write_pcap(path, frames, stamps, nano,
-                         snaplen=_SNAPLEN if longest <= _SNAPLEN else MAX_RECORD)
+    pcap.write_pcap(path, frames, stamps, nano,
+                    snaplen=_SNAPLEN if longest <= _SNAPLEN else MAX_RECORD)
 
 
 # --- summaries ------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ paper's remedy, built here:
   all lost) is **skipped and counted** (``lost_everywhere``); the replica's ``gaps`` name it,
   and the oracle checks each such gap against the ground truth.
 
-A ring file is a 64-byte header (magic, version, record size, capacity, the owner's
-**horizon**: the highest sequence number it has received, and whether it has stopped), then
-``capacity`` slots of ``| seq (i64) | record |``, slot ``seq % capacity``. The owner writes a
+A ring file (its layout: :mod:`sequencer.wire.peer_log`) is a 64-byte header (magic,
+version, record size, capacity, the owner's **horizon**: the highest sequence number it has
+received, and whether it has stopped), then ``capacity`` slots of ``| seq (i64) | record |``,
+slot ``seq % capacity``. The owner writes a
 slot as a seqlock does (sequence number -1, the record, then its sequence number) and a
 reader checks the sequence number before and after reading the record, so a reader never
 takes a record of another packet. The owner holds an exclusive ``flock`` on its file for as
@@ -38,8 +39,9 @@ records *before* it fetches what the frame revealed missing, so the core with th
 horizon never waits.
 
 A **replacement core** (``--join``) starts from a peer's snapshot at a known sequence number
-(:func:`join`; the snapshot still travels over a socket on the NF host's loopback, at
-``127.0.0.1:PEER_BASE_PORT + core``, served by a thread of the donor between two packets)
+(:func:`join`; the snapshot, encoded by :mod:`sequencer.wire.peer_log`, still travels over a
+socket on the NF host's loopback, at ``127.0.0.1:PEER_BASE_PORT + core``, served by a thread
+of the donor between two packets)
 and then fast-forwards: its first frame reveals the gap since the snapshot, and it fetches
 that like any lost record. It takes over the dead core's ring file: the dead core's records
 stay there until the ring wraps over them.
@@ -58,7 +60,6 @@ import fcntl
 import mmap
 import os
 import socket
-import struct
 import sys
 import threading
 import time
@@ -69,6 +70,20 @@ from pathlib import Path
 from nfs.base import NetworkFunction
 from nfs.cores.replica import Replica
 from sequencer.wire import header as h
+from sequencer.wire.peer_log import (
+    EMPTY_SLOT,
+    HORIZON_OFFSET,
+    RING_HEADER_SIZE,
+    SLOT_SEQ,
+    SNAPSHOT_REQUEST,
+    STOPPED_OFFSET,
+    decode_snapshot,
+    empty_slot,
+    encode_snapshot,
+    pack_ring_header,
+    slot_size,
+    unpack_ring_header,
+)
 
 PEER_HOST = "127.0.0.1"
 PEER_BASE_PORT = 7100  # core i's snapshot server: PEER_BASE_PORT + i, in the NF host namespace
@@ -84,18 +99,6 @@ OWNER_TIMEOUT_S = 2.0  # a ring's lock is free within this, or another live core
 #: snapshot request wait for a busy core's packet loop several times.
 SWITCH_INTERVAL_S = 0.0005
 MAX_FETCH_SAMPLES = 100_000
-
-_MAGIC = b"SCRL"
-_VERSION = 1
-_HEADER = struct.Struct("=4sHHI")  # magic, version, record size, capacity
-_HEADER_SIZE = 64
-_HORIZON_OFFSET = 16  # i64, 8-byte aligned
-_STOPPED_OFFSET = 24  # u8
-_I64 = struct.Struct("=q")
-_INVALID = -1
-
-_SNAPSHOT = struct.Struct("!qqII")  # applied, chain, number of gap ranges, of state entries
-_GAP = struct.Struct("!qq")
 
 
 def peer_port(core: int, base: int = PEER_BASE_PORT) -> int:
@@ -116,15 +119,13 @@ def create_logs(prefix: str | Path, n_cores: int, record_size: int,
     if not 0 < record_size <= h.MAX_RECORD_SIZE:
         raise ValueError(f"record size must be in 1..{h.MAX_RECORD_SIZE}, got {record_size}")
     paths: list[Path] = []
-    empty = _I64.pack(_INVALID) + bytes(record_size)
+    header, empty = pack_ring_header(record_size, capacity), empty_slot(record_size)
     try:
         for core in range(n_cores):
             path = log_path(prefix, core)
             paths.append(path)
             with open(path, "wb") as f:
-                f.write(_HEADER.pack(_MAGIC, _VERSION, record_size, capacity).ljust(
-                    _HORIZON_OFFSET, b"\0"))
-                f.write(_I64.pack(-1).ljust(_HEADER_SIZE - _HORIZON_OFFSET, b"\0"))
+                f.write(header)
                 f.write(empty * capacity)
     except BaseException:
         remove_logs(paths)  # nothing half made is left behind
@@ -161,10 +162,13 @@ class _Ring:
         self.mem = None
         try:
             self.mem = mmap.mmap(self.fd, 0)
-            magic, version, size, capacity = _HEADER.unpack_from(self.mem, 0)
-            if (magic, version, size) != (_MAGIC, _VERSION, record_size):
+            try:
+                size, capacity = unpack_ring_header(self.mem)
+            except ValueError:
+                size = None
+            if size != record_size:
                 raise ValueError(f"{path} is not a record log of {record_size}-byte records")
-        except (OSError, ValueError, struct.error):
+        except (OSError, ValueError):
             if self.mem is not None:
                 self.mem.close()
             os.close(self.fd)
@@ -172,29 +176,29 @@ class _Ring:
         self.path = path
         self.capacity = capacity
         self.record_size = record_size
-        self.slot_size = _I64.size + record_size
+        self.slot_size = slot_size(record_size)
 
     def get(self, seq: int) -> bytes | None:
         """The record of ``seq``, if this ring holds it (read as a seqlock reader)."""
-        mem, offset = self.mem, _HEADER_SIZE + (seq % self.capacity) * self.slot_size
-        if _I64.unpack_from(mem, offset)[0] != seq:
+        mem, offset = self.mem, RING_HEADER_SIZE + (seq % self.capacity) * self.slot_size
+        if SLOT_SEQ.unpack_from(mem, offset)[0] != seq:
             return None
-        record = mem[offset + _I64.size:offset + self.slot_size]
-        return record if _I64.unpack_from(mem, offset)[0] == seq else None
+        record = mem[offset + SLOT_SEQ.size:offset + self.slot_size]
+        return record if SLOT_SEQ.unpack_from(mem, offset)[0] == seq else None
 
     def seqs(self) -> list[int]:
         """Every sequence number this ring holds, in ascending order."""
-        mem, unpack = self.mem, _I64.unpack_from
-        held = (unpack(mem, _HEADER_SIZE + i * self.slot_size)[0] for i in range(self.capacity))
+        mem, unpack = self.mem, SLOT_SEQ.unpack_from
+        held = (unpack(mem, RING_HEADER_SIZE + i * self.slot_size)[0] for i in range(self.capacity))
         return sorted(s for s in held if s >= 0)
 
     @property
     def horizon(self) -> int:
-        return _I64.unpack_from(self.mem, _HORIZON_OFFSET)[0]
+        return SLOT_SEQ.unpack_from(self.mem, HORIZON_OFFSET)[0]
 
     @property
     def stopped(self) -> bool:
-        return bool(self.mem[_STOPPED_OFFSET])
+        return bool(self.mem[STOPPED_OFFSET])
 
     def close(self) -> None:
         with contextlib.suppress(BufferError, ValueError):
@@ -222,19 +226,19 @@ class RecordLog(_Ring):
                     raise OSError(f"the record log {self.path} belongs to a live core") \
                         from None
                 time.sleep(0.001)
-        self.mem[_STOPPED_OFFSET] = 0
+        self.mem[STOPPED_OFFSET] = 0
 
     def put(self, seq: int, record: bytes) -> None:
-        mem, offset = self.mem, _HEADER_SIZE + (seq % self.capacity) * self.slot_size
-        _I64.pack_into(mem, offset, _INVALID)  # a reader now sees no record here...
-        mem[offset + _I64.size:offset + self.slot_size] = record
-        _I64.pack_into(mem, offset, seq)  # ...until it is whole
+        mem, offset = self.mem, RING_HEADER_SIZE + (seq % self.capacity) * self.slot_size
+        SLOT_SEQ.pack_into(mem, offset, EMPTY_SLOT)  # a reader now sees no record here...
+        mem[offset + SLOT_SEQ.size:offset + self.slot_size] = record
+        SLOT_SEQ.pack_into(mem, offset, seq)  # ...until it is whole
 
     def set_horizon(self, seq: int) -> None:
-        _I64.pack_into(self.mem, _HORIZON_OFFSET, seq)
+        SLOT_SEQ.pack_into(self.mem, HORIZON_OFFSET, seq)
 
     def set_stopped(self) -> None:
-        self.mem[_STOPPED_OFFSET] = 1
+        self.mem[STOPPED_OFFSET] = 1
 
 
 class PeerLog(_Ring):
@@ -268,37 +272,10 @@ def _ask(port: int, request: bytes, timeout: float = CONNECT_TIMEOUT_S) -> bytes
     return b"".join(chunks)
 
 
-def encode_snapshot(nf: NetworkFunction, state: dict, applied: int, chain: int,
-                    gaps: list[tuple[int, int]]) -> bytes:
-    parts = [_SNAPSHOT.pack(applied, chain, len(gaps), len(state))]
-    parts += [_GAP.pack(lo, hi) for lo, hi in gaps]
-    parts += [nf.pack_key(k) + nf.pack_value(v) for k, v in state.items()]
-    return b"".join(parts)
-
-
-def decode_snapshot(nf: NetworkFunction, data: bytes
-                    ) -> tuple[dict, int, int, list[tuple[int, int]]]:
-    """``(state, applied, chain, gaps)`` of a snapshot; ValueError if ``data`` is not one."""
-    try:
-        applied, chain, n_gaps, n_items = _SNAPSHOT.unpack_from(data)
-    except struct.error:
-        raise ValueError("truncated snapshot") from None
-    key_size, value_size = nf.key_format.size, nf.value_format.size
-    offset = _SNAPSHOT.size + n_gaps * _GAP.size
-    if len(data) != offset + n_items * (key_size + value_size):
-        raise ValueError(f"snapshot of {len(data)} bytes does not hold {n_items} entries")
-    gaps = [_GAP.unpack_from(data, _SNAPSHOT.size + i * _GAP.size) for i in range(n_gaps)]
-    state = {}
-    for start in range(offset, len(data), key_size + value_size):
-        key = nf.unpack_key(data[start:start + key_size])
-        state[key] = nf.unpack_value(data[start + key_size:start + key_size + value_size])
-    return state, applied, chain, gaps
-
-
 def ask_snapshot(port: int, nf: NetworkFunction
                  ) -> tuple[dict, int, int, list[tuple[int, int]]]:
     try:
-        return decode_snapshot(nf, _ask(port, b"S", timeout=5.0))
+        return decode_snapshot(nf, _ask(port, SNAPSHOT_REQUEST, timeout=5.0))
     except ValueError as err:
         raise PeerError(f"bad snapshot from port {port}: {err}") from None
 
@@ -333,7 +310,7 @@ class SnapshotServer(threading.Thread):
                     self.errors += 1  # a peer gone mid-request, or garbage: not our problem
 
     def answer(self, request: bytes) -> bytes:
-        if request != b"S":
+        if request != SNAPSHOT_REQUEST:
             raise ValueError(f"bad request {request[:8]!r}")
         replica = self.replica
         with replica.lock:  # between two packets: state, applied, chain and gaps agree

@@ -12,20 +12,14 @@ traffic only after a failover, and from then on it processes packets as the prim
 (a frame whose sequence number it already holds is stale and dropped; the packets lost in
 flight with the primary become a gap in its state, as for any SCR replica).
 
-Wire format of the log (network byte order), on one TCP connection:
+The log travels on one TCP connection; its wire format (hello, records, END, acks) is
+:mod:`sequencer.wire.pb_log`'s.
 
-* primary -> backup: ``HELLO`` (magic ``SCRL``, version, record size) once, then
-  ``RECORD`` (type 1, seq, then the record's bytes) per packet, and ``END`` (type 2, the
-  primary's last seq) when the primary got its STOP frame;
-* backup -> primary: ``HELLO_REPLY`` (magic, version, the backup's last applied seq), then
-  one ``ACK`` (status, seq) per message: ``APPLIED``, ``REFUSED`` (the backup already holds
-  a newer sequence number: it has taken over, and the primary must not forward the packet:
-  fencing) or ``ENDED``.
-
-Heartbeats: each instance sends a 60-byte frame of ethertype 0x88B5 out of its core port
-every ``interval`` from a daemon thread, to a unicast MAC that no interface owns; the
-controller's pipeline sends them to the controller, which moves the traffic to the backup
-when the active instance's heartbeats stop (``controller.dispatch``, mode ``pb``).
+Heartbeats: each instance sends a heartbeat frame (:mod:`sequencer.wire.heartbeat`) out of
+its core port every ``interval`` from a daemon thread, to a unicast MAC that no interface
+owns; the controller's pipeline sends them to the controller, which moves the traffic to
+the backup when the active instance's heartbeats stop (``controller.dispatch``, mode
+``pb``).
 
 Run: the worker does, with ``--replicate-to HOST:PORT`` (primary) or ``--backup-listen
 HOST:PORT`` (backup); see :func:`main`.
@@ -42,7 +36,6 @@ from __future__ import annotations
 import argparse
 import select
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
@@ -61,23 +54,34 @@ from sequencer.dataplane import (
     run_until_stopped,
 )
 from sequencer.wire import header as h
+from sequencer.wire.pb_log import (
+    ACK,
+    APPLIED,
+    ENDED,
+    HELLO,
+    HELLO_REPLY,
+    MESSAGE,
+    RECORD,
+    REFUSED,
+    ReplicationError,
+    message_size,
+    pack_ack,
+    pack_end,
+    pack_hello,
+    pack_hello_reply,
+    pack_record,
+    unpack_ack,
+    unpack_hello,
+    unpack_hello_reply,
+    unpack_message,
+)
 
-LOG_MAGIC = b"SCRL"
-LOG_VERSION = 1
-HELLO = struct.Struct("!4sBH")  # magic, version, record size
-HELLO_REPLY = struct.Struct("!4sBq")  # magic, version, backup's last applied seq
-MESSAGE = struct.Struct("!Bq")  # type, seq (a RECORD's bytes follow)
-ACK = struct.Struct("!Bq")  # status, seq
-RECORD, END = 1, 2
-REFUSED, APPLIED, ENDED = 0, 1, 2
+__all__ = ["BackupReplica", "LogReceiver", "PrimaryReplica", "ReplicationError", "Replicator",
+           "main", "run_backup"]
+
 CONNECT_RETRY_S = 0.05
 CONNECT_TIMEOUT_S = 20.0  # the primary waits this long for its backup to listen
 ACK_TIMEOUT_S = 2.0
-
-
-
-class ReplicationError(RuntimeError):
-    """The log connection failed or the peer spoke something else."""
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -121,14 +125,11 @@ class Replicator:
         try:
             # One small message per packet: Nagle would hold each for the previous ack.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(HELLO.pack(LOG_MAGIC, LOG_VERSION, self.record_size))
-            magic, version, applied = HELLO_REPLY.unpack(_recv_exact(sock, HELLO_REPLY.size))
+            sock.sendall(pack_hello(self.record_size))
+            applied = unpack_hello_reply(_recv_exact(sock, HELLO_REPLY.size))
         except (OSError, ReplicationError) as err:
             sock.close()
             raise ReplicationError(f"log handshake failed: {err}") from None
-        if magic != LOG_MAGIC or version != LOG_VERSION:
-            sock.close()
-            raise ReplicationError(f"the backup speaks {magic!r} version {version}")
         self.sock = sock
         self.backup_applied = applied
 
@@ -137,10 +138,10 @@ class Replicator:
             raise ReplicationError("not connected")
         try:
             self.sock.sendall(message)
-            status, acked = ACK.unpack(_recv_exact(self.sock, ACK.size))
+            status, acked = unpack_ack(_recv_exact(self.sock, ACK.size))
         except OSError as err:  # a timeout too: a backup that does not answer is gone
             raise ReplicationError(f"log connection failed: {err}") from None
-        if acked != seq or status not in (REFUSED, APPLIED, ENDED):
+        if acked != seq:
             raise ReplicationError(f"ack {status}/{acked} for seq {seq}")
         return status
 
@@ -149,11 +150,11 @@ class Replicator:
         refused it (it has taken over). ReplicationError if the connection fails."""
         if len(record) != self.record_size:
             raise ValueError(f"record of {len(record)} bytes, expected {self.record_size}")
-        return self._exchange(MESSAGE.pack(RECORD, seq) + record, seq) == APPLIED
+        return self._exchange(pack_record(seq, record), seq) == APPLIED
 
     def end(self, seq: int) -> None:
         """Tell the backup that the primary stopped normally after ``seq``."""
-        self._exchange(MESSAGE.pack(END, seq), seq)
+        self._exchange(pack_end(seq), seq)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -324,26 +325,23 @@ class LogReceiver:
         if not self.greeted:
             if len(buf) < HELLO.size:
                 return b""
-            magic, version, size = HELLO.unpack_from(buf)
-            if magic != LOG_MAGIC or version != LOG_VERSION or size != self.record_size:
-                raise ReplicationError(f"bad hello {magic!r} v{version}, record size {size}"
-                                       f" (expected {self.record_size})")
-            acks += HELLO_REPLY.pack(LOG_MAGIC, LOG_VERSION, backup.applied)
+            size = unpack_hello(buf)
+            if size != self.record_size:
+                raise ReplicationError(f"bad hello: record size {size} (expected "
+                                       f"{self.record_size})")
+            acks += pack_hello_reply(backup.applied)
             offset, self.greeted = HELLO.size, True
         while len(buf) - offset >= MESSAGE.size:
-            kind, seq = MESSAGE.unpack_from(buf, offset)
+            kind, seq = unpack_message(buf, offset)
+            end = offset + message_size(kind, self.record_size)
+            if len(buf) < end:
+                break
             if kind == RECORD:
-                end = offset + MESSAGE.size + self.record_size
-                if len(buf) < end:
-                    break
                 ok = backup.apply_log(seq, bytes(buf[offset + MESSAGE.size:end]))
-                acks += ACK.pack(APPLIED if ok else REFUSED, seq)
-            elif kind == END:
-                end = offset + MESSAGE.size
+                acks += pack_ack(APPLIED if ok else REFUSED, seq)
+            else:  # END
                 backup.end_of_log(seq)
-                acks += ACK.pack(ENDED, seq)
-            else:
-                raise ReplicationError(f"unknown message type {kind}")
+                acks += pack_ack(ENDED, seq)
             offset = end
         del buf[:offset]
         return bytes(acks)

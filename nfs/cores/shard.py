@@ -1,7 +1,7 @@
 """The ``shard`` core (RSS): owns the keys the switch's hash sends it, in a private dict.
 
 Every packet of one key comes to the same core; the frame is the original one with a
-trailer carrying the sequencer's number and clock (``header.unpack_trailer``), so that the
+trailer carrying the sequencer's number and clock (``wire.trailer.unpack_trailer``), so that the
 switch's hash can read its IPv4 and TCP fields. Only the STOP frame is an SCR frame.
 
 Caveat: packets of different keys may arrive out of sequence order (``reordered``): OVS's
@@ -16,6 +16,7 @@ from nfs.cores.base import Core
 from sequencer.dataplane import ETH_P_ALL
 from sequencer.wire import header as h
 from sequencer.wire.packet import parse
+from sequencer.wire.trailer import TRAILER_SIZE, unpack_trailer
 
 _ETH_P_SCR_BYTES = h.ETH_P_SCR.to_bytes(2, "big")
 
@@ -41,8 +42,8 @@ class ShardCore(Core):
                     raise h.MalformedFrame("wrong_core", f"slot {hdr.slot}/{hdr.n_cores}")
                 self.stopped = True
                 return None
-            seq, ts = h.unpack_trailer(frame)
-            inner = frame[: -h.TRAILER_SIZE]
+            seq, ts = unpack_trailer(frame)
+            inner = frame[: -TRAILER_SIZE]
             pkt = parse(inner)
         except h.MalformedFrame as err:
             self.malformed[err.reason] += 1

@@ -5,9 +5,9 @@ one :class:`StoreClient` (an asyncio one: many packets of a core may be in fligh
 
 * ``service`` (:class:`ServiceClient`): a dedicated state-service process
   (:mod:`nfs.stores.service`) owns the state; the client sends each transition over ONE TCP
-  connection, pipelined, and the service answers each connection's requests in order, so a
-  FIFO of futures matches answers to requests. The service is single-threaded: every
-  transition is atomic.
+  connection (protocol: :mod:`sequencer.wire.state_service`), pipelined, and the service
+  answers each connection's requests in order, so a FIFO of futures matches answers to
+  requests. The service is single-threaded: every transition is atomic.
 * ``redis`` (:class:`RedisClient`): a real Redis server holds the state (the NF is
   stateless), one string per key (``redis_key``: ``k:`` + the packed key, the packed value).
   The transition runs in the client, so it is a read-modify-write over the network:
@@ -52,8 +52,8 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
 
 from nfs.base import NetworkFunction
-from nfs.stores.service import REQUEST_HEADER, response_size, unpack_response
 from sequencer.dataplane import parse_address
+from sequencer.wire.state_service import REQUEST_HEADER, response_size, unpack_response
 
 STORE_KINDS = ("service", "redis", "redis-naive")
 STORE_ORDER_KEY = b"scr:order"  # Redis list: sequence numbers in the order they were applied

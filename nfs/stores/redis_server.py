@@ -1,8 +1,8 @@
 """Run a real Redis server for a trial of the ``remote`` strategy, then dump its state.
 
 The ``remote`` strategy's NF is stateless: its cores keep every key's value in Redis (see
-:class:`nfs.stores.clients.RedisClient`). This wrapper starts ``redis-server`` as its child, bound to
-127.0.0.1 only (in a trial, the NF host's namespace), without persistence: ``--save ""``,
+:class:`nfs.stores.clients.RedisClient`). This wrapper starts ``redis-server`` as its child,
+bound to 127.0.0.1 only (in a trial, the NF host's namespace), without persistence: ``--save ""``,
 ``--appendonly no`` and a throwaway working directory, removed at the end. Redis's own log
 goes to ``DIR/redis.log``.
 

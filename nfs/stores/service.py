@@ -10,12 +10,9 @@ requests by position, no ids). Requests of different connections interleave in a
 order. A request runs ``old = state.get(key); new = nf.apply(old, fields)`` and stores or
 deletes ``new``; ``nf.apply`` includes the NF's ``state_work``, paid here, by the service.
 
-Wire format (module-level, :mod:`nfs.stores.clients` shares it):
-
-* request: ``REQUEST_HEADER`` = ``!qH`` (sequence number, record length), then the record
-  packed with ``nf.record_format``;
-* response: one flag byte (``FLAG_OLD``: the old value is present, ``FLAG_NEW``: the new one
-  is), then the old and the new value packed with ``nf.value_format``, zeros when absent.
+Wire format: :mod:`sequencer.wire.state_service` (requests ``| seq | record length | record |``,
+answers ``| flags | old value | new value |``), shared with :mod:`nfs.stores.clients`; the
+loop in :meth:`StateService.serve` inlines it for speed.
 
 A request whose record length is not the NF's record size is counted (``malformed``) and its
 connection closed after the answers to the requests before it.
@@ -38,7 +35,6 @@ import asyncio
 import errno
 import ipaddress
 import signal
-import struct
 import sys
 from array import array
 from collections.abc import Iterable
@@ -54,37 +50,11 @@ from sequencer.dataplane import (
     parse_address,
     write_json,
 )
+from sequencer.wire.state_service import FLAG_NEW, FLAG_OLD, REQUEST_HEADER
 
-REQUEST_HEADER = struct.Struct("!qH")  # sequence number, record length
-FLAG_OLD = 0x01
-FLAG_NEW = 0x02
-
-
-def pack_request(nf: NetworkFunction, seq: int, fields: tuple) -> bytes:
-    """The request that asks the service to run ``nf``'s transition for ``fields``."""
-    record = nf.record_format.pack(*fields)
-    return REQUEST_HEADER.pack(seq, len(record)) + record
-
-
-def response_size(nf: NetworkFunction) -> int:
-    return 1 + 2 * nf.value_format.size
-
-
-def pack_response(nf: NetworkFunction, old: tuple | None, new: tuple | None) -> bytes:
-    zero = bytes(nf.value_format.size)
-    flags = (FLAG_OLD if old is not None else 0) | (FLAG_NEW if new is not None else 0)
-    return (bytes((flags,)) + (nf.pack_value(old) if old is not None else zero)
-            + (nf.pack_value(new) if new is not None else zero))
-
-
-def unpack_response(nf: NetworkFunction, data: bytes | memoryview,
-                    offset: int = 0) -> tuple[tuple | None, tuple | None]:
-    """``(old, new)`` from the response at ``offset`` of ``data``."""
-    flags = data[offset]
-    unpack, size = nf.value_format.unpack_from, nf.value_format.size
-    old = unpack(data, offset + 1) if flags & FLAG_OLD else None
-    new = unpack(data, offset + 1 + size) if flags & FLAG_NEW else None
-    return old, new
+# The answers' flag bytes, one per case (``serve`` builds answers without a call each).
+_NEITHER, _OLD_ONLY = bytes((0,)), bytes((FLAG_OLD,))
+_NEW_ONLY, _BOTH = bytes((FLAG_NEW,)), bytes((FLAG_OLD | FLAG_NEW,))
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -161,10 +131,10 @@ class StateService:
             order.append(seq)
             pos += header_size + length
             if old is None:
-                answers.append(b"\x02" + zero + new_bytes if new is not None
-                               else b"\x00" + zero + zero)
+                answers.append(_NEW_ONLY + zero + new_bytes if new is not None
+                               else _NEITHER + zero + zero)
             else:
-                answers.append((b"\x03" if new is not None else b"\x01")
+                answers.append((_BOTH if new is not None else _OLD_ONLY)
                                + pack_value(*old) + new_bytes)
         if not ok:
             self.malformed += 1

@@ -1,4 +1,4 @@
-"""The SCR wire format: one definition, two faces.
+"""The SCR header and its history records: the frame the sequencer sends each core.
 
 Every frame the sequencer emits towards a core is::
 
@@ -26,23 +26,14 @@ Every frame the sequencer emits towards a core is::
 A frame with the STOP flag carries no original frame: it marks the end of a run. Its
 history brings every replica up to the last sequence number, so all replicas end equal.
 
-Two faces of the same format, tested byte for byte against each other:
+This module is also the base of the other Ethernet formats of ``sequencer.wire``: the
+Ethernet header struct, the testbed's MAC scheme (``02:53:43:52:…``) and
+:class:`MalformedFrame`, the one error every frame decoder raises.
 
-* a ``struct`` codec (``pack_header``/``unpack_header``/``encode``/``decode``) for the hot
-  path of the shim and the workers;
-* Scapy layers (``SCR``, in ``sequencer.wire.scapy_layers``, loaded on first use of ``SCR``)
-  for dissection, tests and users poking at pcaps.
-
-The ``shard`` strategy needs no history and must leave the frame parseable by the switch
-(its RSS hash reads the IPv4/TCP fields), so there the sequencer appends a 14-byte *trailer*
-after the frame instead: ``| frame | seq (u32) | timestamp (u64) | magic 0x5CAF (u16) |``.
-IPv4's total length tells where the packet ends, so the trailer changes nothing for IP.
-
-A third frame goes the other way, from the controller to the shim: the **spray command**
-(ethertype 0x88B6), which names the cores the shim must spray over from now on, with an epoch
-so that a late or repeated command cannot undo a newer one::
-
-    | Ethernet (type 0x88B6) | magic "SCRC" | epoch (u32) | n (u8) | n core ids (u8 each) |
+The Scapy face of the format is ``SCR`` in :mod:`sequencer.wire.scapy_layers`, tested byte
+for byte against this ``struct`` codec. This module never imports Scapy (nor that module):
+importing Scapy costs ~0.7 s of CPU, which every data-path process (and every emulated
+core, under its CPU quota) would pay at start-up for a layer it never uses.
 
 Caveat: the sequence number is 32 bits and wraps after 4 G packets; runs here are far shorter.
 """
@@ -54,7 +45,6 @@ from typing import NamedTuple
 
 ETH_P_SCR = 0x88B5  # IEEE 802 "local experimental ethertype 1"
 ETH_P_IP = 0x0800
-ETH_P_SPRAY = 0x88B6  # IEEE 802 "local experimental ethertype 2": the controller's commands
 SCR_MAGIC = 0x5C
 SCR_VERSION = 2  # 2: the record size is one byte and the header carries the spray's size
 
@@ -67,6 +57,7 @@ _SLOT_MAC_PREFIX = "02:53:43:52:00:"
 MAX_CORES = 255  # the header's number-of-cores field is one byte
 
 ETH_HEADER = struct.Struct("!6s6sH")
+ETH_MIN_FRAME = 60  # the Ethernet minimum without FCS: short control frames are padded to it
 #: magic, version, flags, count, record size, slot, number of cores, cores sprayed over,
 #: seq, timestamp (ns)
 SCR_HEADER = struct.Struct("!BBBBBBBBIQ")
@@ -75,17 +66,6 @@ SCR_OFFSET = ETH_HEADER.size
 PAYLOAD_OFFSET = ETH_HEADER.size + SCR_HEADER.size  # first history record
 
 SEQ_MODULUS = 1 << 32
-
-#: seq, timestamp (ns), magic: the shard strategy's trailer after the original frame
-SCR_TRAILER = struct.Struct("!IQH")
-TRAILER_MAGIC = 0x5CAF
-TRAILER_SIZE = SCR_TRAILER.size
-
-
-#: magic, epoch, number of cores; the core ids follow, one byte each
-SPRAY_HEADER = struct.Struct("!4sIB")
-SPRAY_MAGIC = b"SCRC"
-CONTROLLER_MAC = "02:53:43:52:ff:fc"  # the spray command's source: the testbed's scheme
 
 
 class MalformedFrame(ValueError):
@@ -200,58 +180,3 @@ def decode(frame: bytes) -> tuple[ScrHeader, list[bytes], bytes]:
         for i in range(header.count)
     ]
     return header, records, frame[PAYLOAD_OFFSET + header.count * size :]
-
-
-def pack_trailer(seq: int, timestamp_ns: int) -> bytes:
-    """The 14-byte trailer the shard strategy appends to a frame."""
-    return SCR_TRAILER.pack(seq % SEQ_MODULUS, timestamp_ns, TRAILER_MAGIC)
-
-
-def unpack_trailer(frame: bytes) -> tuple[int, int]:
-    """``(seq, timestamp_ns)`` from the trailer at the end of ``frame``; the original frame is
-    ``frame[:-TRAILER_SIZE]``. MalformedFrame if there is no trailer."""
-    if len(frame) < ETH_HEADER.size + TRAILER_SIZE:
-        raise MalformedFrame("truncated", f"{len(frame)} bytes")
-    seq, ts, magic = SCR_TRAILER.unpack_from(frame, len(frame) - TRAILER_SIZE)
-    if magic != TRAILER_MAGIC:
-        raise MalformedFrame("bad_trailer", f"magic {magic:#x}")
-    return seq, ts
-
-
-def spray_frame(epoch: int, cores) -> bytes:
-    """The controller's spray command: spray over ``cores`` (core ids) from now on."""
-    cores = list(cores)
-    if not cores or len(set(cores)) != len(cores) or not all(0 <= c < MAX_CORES for c in cores):
-        raise ValueError(f"a spray command needs distinct core ids in 0..{MAX_CORES - 1}")
-    if not 0 <= epoch < SEQ_MODULUS:
-        raise ValueError("the epoch must fit in 32 bits")
-    head = ETH_HEADER.pack(mac_bytes(DUMMY_DST_MAC), mac_bytes(CONTROLLER_MAC), ETH_P_SPRAY)
-    frame = head + SPRAY_HEADER.pack(SPRAY_MAGIC, epoch, len(cores)) + bytes(cores)
-    return frame + bytes(max(0, 60 - len(frame)))  # the Ethernet minimum, without FCS
-
-
-def unpack_spray(frame: bytes) -> tuple[int, tuple[int, ...]]:
-    """``(epoch, core ids)`` of a spray command; MalformedFrame if ``frame`` is not one."""
-    start = ETH_HEADER.size + SPRAY_HEADER.size
-    if len(frame) < start:
-        raise MalformedFrame("truncated", f"{len(frame)} bytes")
-    if int.from_bytes(frame[12:14], "big") != ETH_P_SPRAY:
-        raise MalformedFrame("ethertype", frame[12:14].hex())
-    magic, epoch, count = SPRAY_HEADER.unpack_from(frame, ETH_HEADER.size)
-    cores = tuple(frame[start:start + count])
-    if magic != SPRAY_MAGIC or count == 0 or len(cores) != count:
-        raise MalformedFrame("bad_spray", f"magic {magic!r}, {count} cores")
-    if len(set(cores)) != count:
-        raise MalformedFrame("bad_spray", f"repeated core in {cores}")
-    return epoch, cores
-
-
-def __getattr__(name: str):
-    """``SCR``, the Scapy layer, is loaded on first use: importing Scapy costs ~0.7 s of CPU,
-    which every data-path process (and every emulated core, under its CPU quota) would pay
-    at start-up for a layer it never uses."""
-    if name == "SCR":
-        from sequencer.wire.scapy_layers import SCR
-
-        return SCR
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,8 +17,8 @@ import pytest
 
 from experiments.runtime.calibration import Costs, calibrate
 from experiments.runtime.capacity import Capacity, measure_capacity
+from experiments.runtime.config import TrialConfig
 from experiments.runtime.preflight import check_environment
-from experiments.runtime.trial import TrialConfig
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 from topologies.scr_topo import SWITCH
 
@@ -26,9 +26,11 @@ from topologies.scr_topo import SWITCH
 #: headroom, so that no queue drops a packet even on a noisy machine.
 SAFE_LOAD = 0.3
 
-TESTBED_MODULES = ("nfs.worker", "experiments.hosts.shim", "experiments.hosts.sink", "experiments.hosts.generator",
+TESTBED_MODULES = ("nfs.worker", "experiments.hosts.shim", "experiments.hosts.sink",
+                   "experiments.hosts.generator",
                    "controller.launcher", "experiments/skew_sweep.py",
                    "experiments/core_sweep.py", "experiments.bench_datapath",
+                   "experiments.hosts.bench_roles",
                    "nfs.stores.service", "nfs.stores.redis_server", "redis-server 127.0.0.1",
                    "experiments/async_latency.py", "experiments/failover.py",
                    "experiments.failover", "experiments/core_failover.py",
@@ -99,3 +101,11 @@ def rate_for(capacity: Capacity, cores: int, load: float = SAFE_LOAD) -> float:
     """``load`` times what ``cores`` light cores carry (one core's measured capacity times
     the count: an SCR core's history makes it a little slower, which the load absorbs)."""
     return round(capacity.rate(load, cores), 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is an emulation test (``-m "not emulation"`` skips them)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.emulation)

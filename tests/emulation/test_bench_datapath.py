@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from experiments.bench_datapath import BRIDGE, benchmark
+from experiments.campaigns.bench_datapath import BRIDGE, benchmark
 from tests.emulation.conftest import leftovers
 
 
@@ -19,7 +19,7 @@ def bench_leftovers() -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "experiments.bench_datapath --role" in cmdline:
+        if "experiments.hosts.bench_roles --role" in cmdline:
             found.append(f"{pid}: {cmdline.strip()}")
     return found
 

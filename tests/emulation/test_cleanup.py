@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from experiments.analysis.errors import TrialError
+from experiments.runtime.config import TrialConfig
 from experiments.runtime.results import REPO_ROOT
-from experiments.runtime.trial import Testbed, TrialConfig, TrialError, run_trial
+from experiments.runtime.testbed import Testbed
+from experiments.runtime.trial import run_trial
 from tests.emulation.conftest import leftovers, rate_for
 from topologies.scr_topo import SWITCH
 

@@ -9,8 +9,9 @@ import json
 import time
 
 from controller.dispatch import EVENTS_FILE, expected_flow_count
-from experiments.failover import FailoverTestbed, run_failover
-from experiments.runtime.trial import TrialConfig, pipeline_flows
+from experiments.campaigns.failover import FailoverTestbed, run_failover
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.ovs import pipeline_flows
 from sequencer.wire.header import slot_mac
 from tests.emulation.conftest import rate_for
 from topologies.scr_topo import PortPlan
@@ -30,7 +31,7 @@ def test_controller_moves_the_slot_rule_when_the_primary_dies(tmp_path):
         flows = pipeline_flows()
         assert len(flows) == expected_flow_count(bed.controller_plan)
         for port in (PRIMARY_PORT, BACKUP_PORT):
-            assert sum(f"in_port={port},dl_type=0x88b5 actions=CONTROLLER" in f
+            assert sum(f"in_port={port},dl_type=0x88b6 actions=CONTROLLER" in f
                        for f in flows) == 1
         assert slot_rule().endswith(f"actions=output:{PRIMARY_PORT}")
         time.sleep(0.5)  # both beat: nothing moves

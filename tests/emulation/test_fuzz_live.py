@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runtime.trial import Testbed, TrialConfig, collect
+from experiments.analysis.collect import collect
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.testbed import Testbed
 from experiments.workload.traffic import write_pcap
 from nfs import make_nf
 from nfs.cores.replica import Replica

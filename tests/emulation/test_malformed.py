@@ -3,7 +3,10 @@ run goes on and stays equal to sequential processing."""
 
 from __future__ import annotations
 
-from experiments.runtime.trial import Testbed, TrialConfig, collect, run_trial
+from experiments.analysis.collect import collect
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.testbed import Testbed
+from experiments.runtime.trial import run_trial
 from experiments.workload.traffic import write_pcap
 from sequencer.wire import header as h
 from tests.emulation.conftest import rate_for

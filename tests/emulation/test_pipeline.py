@@ -10,8 +10,12 @@ from collections import defaultdict
 import pytest
 
 from controller.dispatch import expected_flow_count
+from experiments.analysis.collect import collect
 from experiments.hosts.generator import END_MARKERS
-from experiments.runtime.trial import Testbed, TrialConfig, collect, pipeline_flows, run_trial
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.ovs import pipeline_flows
+from experiments.runtime.testbed import Testbed
+from experiments.runtime.trial import run_trial
 from experiments.workload.traffic import KNOCK_NET
 from nfs.base import PASS
 from sequencer.wire.header import slot_mac

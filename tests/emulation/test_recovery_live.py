@@ -22,9 +22,12 @@ from dataclasses import replace
 import pytest
 
 from controller.dispatch import EVENTS_FILE
-from experiments.core_failover import DEFAULT_LOAD, Fault, run_with_faults, table
+from experiments.campaigns.core_failover import DEFAULT_LOAD, Fault, run_with_faults
+from experiments.core_failover import table
 from experiments.runtime.capacity import measure_capacity
-from experiments.runtime.trial import Testbed, TrialConfig, run_trial
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.testbed import Testbed
+from experiments.runtime.trial import run_trial
 from nfs import NF_CLASSES
 from tests.emulation.conftest import rate_for
 

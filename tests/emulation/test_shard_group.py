@@ -26,12 +26,9 @@ from mininet.net import Mininet
 
 from controller.dispatch import expected_flow_count, expected_groups
 from controller.launcher import ControllerProcess, LoopbackController
-from experiments.runtime.trial import (
-    HOST_IP_BASE,
-    deferred_interrupts,
-    pipeline_flows,
-    quiet_switch_ports,
-)
+from experiments.runtime.config import HOST_IP_BASE
+from experiments.runtime.ovs import pipeline_flows, quiet_switch_ports
+from experiments.runtime.processes import deferred_interrupts
 from experiments.workload.traffic import SERVER, write_pcap
 from sequencer.dataplane import READY
 from sequencer.wire.header import slot_mac

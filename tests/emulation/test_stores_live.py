@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runtime.trial import TrialConfig, run_trial
+from experiments.runtime.config import TrialConfig
+from experiments.runtime.trial import run_trial
 from nfs import NF_CLASSES, make_nf
 from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from experiments.analysis.mlffr import find_mlffr
-from experiments.runtime.trial import SHM_DIR, TrialConfig, run_trial
+from experiments.runtime.config import SHM_DIR, TrialConfig
+from experiments.runtime.trial import run_trial
 from nfs import NF_CLASSES
 from sequencer.wire.packet import parse
 from tests.emulation.conftest import rate_for

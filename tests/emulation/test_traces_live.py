@@ -29,8 +29,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter
 
+from experiments.runtime.config import TrialConfig
 from experiments.runtime.results import REPO_ROOT
-from experiments.runtime.trial import TrialConfig, run_trial
+from experiments.runtime.trial import run_trial
 from experiments.workload.trace_files import import_trace
 from nfs.base import PASS
 from nfs.port_knocking import DEFAULT_KNOCKS

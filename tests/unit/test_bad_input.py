@@ -6,9 +6,9 @@ a start; a few cases run them end to end):
 
 * bad flag values: the experiment scripts (``skew_sweep``, ``core_sweep``, ``async_latency``,
   ``failover``, ``bench_datapath``, ``plot``) and the processes a trial starts
-  (``nfs.worker``, ``sequencer.shim``, ``nfs.stores.service``, ``nfs.stores.redis_server``,
-  ``controller.launcher``, ``experiments.hosts.generator``, ``experiments.hosts.sink``, the benchmark's
-  ``--role`` processes), non-finite numbers included;
+  (``nfs.worker``, ``experiments.hosts.shim``, ``nfs.stores.service``,
+  ``nfs.stores.redis_server``, ``controller.launcher``, ``experiments.hosts.generator``,
+  ``experiments.hosts.sink``, the benchmark's ``--role`` processes), non-finite numbers included;
 * unreadable or corrupt pcap files: missing, a directory (the tests run as root, so "no
   permission" cannot be made with modes), empty, truncated, wrong magic, another link type,
   a record longer than 262144 bytes, no packets;
@@ -146,7 +146,7 @@ def test_sweeps_reject_bad_values(sweep, capsys):
     (["--timeout-ms", "nan"], "--timeout-ms: must be a finite number"),
     (["--skew", "-1"], "--skew: must be >= 0"),
     (["--nf", "nope"], "invalid choice: 'nope'"),
-    (["--nf-params", "{bad"], "--nf-params: invalid loads value"),
+    (["--nf-params", "{bad"], "--nf-params is not valid JSON"),
     (["--nf-params", "[1]"], "--nf-params must be a JSON object"),
     (["--nf-params", '{"threshold": 0}'], "threshold must be >= 1, not 0"),
     (["--nf-params", '{"x": 1}'], "bad parameters for NF 'ddos'"),
@@ -211,7 +211,7 @@ def test_plot_rejects_missing_and_corrupt_results(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["skew_sweep"])
 def test_experiments_without_ovs_on_the_path(name, empty_path, tmp_path):
     result = run([script(name), "--results-dir", str(tmp_path)], path=empty_path)
-    assert_one_line(result, f"{name}: ovs-vsctl is not installed: run `sudo make setup`")
+    assert_one_line(result, f"{name}: ovs-vsctl is not installed: run `make setup` as root")
     assert not any(tmp_path.iterdir())  # it stopped before making a results folder
 
 
@@ -229,7 +229,7 @@ def test_experiments_with_ovs_not_answering(name, tmp_path):
     results = tmp_path / "results"
     result = run([script(name), "--results-dir", str(results)], path=str(bin_dir))
     assert_one_line(result, f"{name}: Open vSwitch is not running: start it with "
-                            "`sudo make ovs`")
+                            "`make ovs` as root")
     assert not results.exists()
 
 
@@ -253,7 +253,7 @@ def test_experiments_without_root(name, tmp_path, empty_path):
     result = run(["-c", AS_NON_ROOT, script(name), "--results-dir", str(results)],
                  path=empty_path)
     assert_one_line(result, f"{name}: needs root (Mininet makes network namespaces): "
-                            "run it with sudo")
+                            "run it as root")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not results.exists()  # no results folder was made
 
@@ -316,8 +316,8 @@ def test_read_pcap_reads_a_good_trace(tmp_path):
 
 def test_generator_rejects_bad_traces_before_sending(bad_traces, tmp_path):
     for path, message in bad_traces.values():
-        result = run(["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace", str(path),
-                      "--rate", "10", "--out", str(tmp_path)])
+        result = run(["-m", "experiments.hosts.generator", "--iface", NO_IFACE, "--trace",
+                      str(path), "--rate", "10", "--out", str(tmp_path)])
         assert_one_line(result, f"generator: {message}")
         assert result.stdout == ""  # never READY: nothing was sent
     assert not (tmp_path / "generator.json").exists()
@@ -326,7 +326,7 @@ def test_generator_rejects_bad_traces_before_sending(bad_traces, tmp_path):
 def test_bench_sender_rejects_bad_traces(bad_traces, tmp_path):
     for name in ("truncated record", "directory"):
         path, message = bad_traces[name]
-        result = run(["-m", "experiments.bench_datapath", "--role", "sender", "--iface", "lo",
+        result = run(["-m", "experiments.hosts.bench_roles", "--role", "sender", "--iface", "lo",
                       "--trace", str(path), "--out", str(tmp_path)])
         assert_one_line(result, f"bench_datapath: {message}")
 
@@ -440,17 +440,17 @@ PROCESS_CASES = [
     (["-m", "experiments.hosts.sink", "--iface", NO_IFACE, "--out", "/nonexistent"],
      "sink: no such results folder: /nonexistent"),
     # the benchmark's processes
-    (["-m", "experiments.bench_datapath", "--role", "receiver", "--iface", NO_IFACE, "--out",
+    (["-m", "experiments.hosts.bench_roles", "--role", "receiver", "--iface", NO_IFACE, "--out",
       "{out}"], f"bench_datapath: cannot use interface {NO_IFACE}"),
-    (["-m", "experiments.bench_datapath", "--role", "relay", "--iface", "lo",
+    (["-m", "experiments.hosts.bench_roles", "--role", "relay", "--iface", "lo",
       "--out-iface", NO_IFACE, "--out", "{out}"],
      f"bench_datapath: cannot use interface {NO_IFACE}"),
-    (["-m", "experiments.bench_datapath", "--role", "sender", "--iface", NO_IFACE,
+    (["-m", "experiments.hosts.bench_roles", "--role", "sender", "--iface", NO_IFACE,
       "--trace", "{trace}", "--out", "{out}"], f"bench_datapath: cannot use interface {NO_IFACE}"),
-    (["-m", "experiments.bench_datapath", "--role", "sender", "--iface", NO_IFACE,
+    (["-m", "experiments.hosts.bench_roles", "--role", "sender", "--iface", NO_IFACE,
       "--trace", "{trace}", "--rate", "nan", "--out", "{out}"],
      "--rate: must be a finite number"),
-    (["-m", "experiments.bench_datapath", "--role", "receiver", "--iface", NO_IFACE,
+    (["-m", "experiments.hosts.bench_roles", "--role", "receiver", "--iface", NO_IFACE,
       "--out", "/nonexistent"], "bench_datapath: no such results folder: /nonexistent"),
 ]
 

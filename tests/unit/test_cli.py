@@ -50,8 +50,9 @@ def test_sweep_rejects_bad_flags_in_one_line(sweep, argv, message):
     assert message in last and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["nfs.worker", "experiments.hosts.shim", "experiments.hosts.sink",
-                                    "experiments.hosts.generator", "controller.launcher"])
+@pytest.mark.parametrize("module", ["nfs.worker", "experiments.hosts.shim",
+                                    "experiments.hosts.sink", "experiments.hosts.generator",
+                                    "controller.launcher"])
 def test_process_entry_points_have_help(module):
     result = run("-m", module, "--help")
     assert result.returncode == 0 and "--" in result.stdout

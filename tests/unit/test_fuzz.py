@@ -10,8 +10,9 @@ shard trailer) set to edge or random values, frames replayed, frames of other co
 
 What must hold, for every input:
 
-* the decoders (``sequencer.wire.header``: ``unpack_header``, ``decode``, ``unpack_trailer``;
-  ``sequencer.wire.packet.parse``; ``nfs.cores.replication.parse_heartbeat``; ``experiments.workload.traffic``'s pcap
+* the decoders (``sequencer.wire.header``: ``unpack_header``, ``decode``;
+  ``sequencer.wire.trailer.unpack_trailer``; ``sequencer.wire.packet.parse``;
+  ``sequencer.wire.heartbeat.parse_heartbeat``; ``experiments.workload.traffic``'s pcap
   reader) raise nothing but their own one-line error (``MalformedFrame`` with a known
   reason, ``TraceError``), and what they accept re-encodes to the same bytes (a pcap:
   accounts for every byte);
@@ -65,18 +66,19 @@ from nfs.cores.shared_table import SharedTable
 from nfs.cores.store import StoreCore
 from nfs.oracle import check_run
 from nfs.stores.clients import ServiceClient, StoreProtocolError, _ServiceProtocol, decode_value
-from nfs.stores.service import (
+from nfs.stores.service import StateService, _Connection
+from sequencer.shim import Sequencer
+from sequencer.wire import header as h
+from sequencer.wire import heartbeat as hb
+from sequencer.wire import pb_log as pb
+from sequencer.wire import trailer as tr
+from sequencer.wire.packet import MIN_FRAME, NO_TRACE_ID, PROTO_TCP, PROTO_UDP, Packet, build, parse
+from sequencer.wire.state_service import (
     REQUEST_HEADER,
-    StateService,
-    _Connection,
     pack_response,
     response_size,
     unpack_response,
 )
-from sequencer.shim import Sequencer
-from sequencer.wire import header as h
-from sequencer.wire import heartbeat as hb
-from sequencer.wire.packet import MIN_FRAME, NO_TRACE_ID, PROTO_TCP, PROTO_UDP, Packet, build, parse
 
 settings.register_profile(
     "scr-fuzz",
@@ -216,11 +218,11 @@ def test_unpack_header_and_decode(frame):
 @given(frame=any_frame([f for _slot, f in scr_frames("tb", 2, "shard")[0]], SHARD_FIELDS))
 def test_unpack_trailer(frame):
     try:
-        seq, ts = h.unpack_trailer(frame)
+        seq, ts = tr.unpack_trailer(frame)
     except h.MalformedFrame as err:
         assert err.reason in TRAILER_REASONS
         return
-    assert h.pack_trailer(seq, ts) == frame[-h.TRAILER_SIZE:]
+    assert tr.pack_trailer(seq, ts) == frame[-tr.TRAILER_SIZE:]
 
 
 @FUZZ
@@ -277,7 +279,7 @@ def test_parse_heartbeat(frame):
 
 def test_parse_heartbeat_refuses_another_version():
     beat = bytearray(hb.heartbeat_frame(hb.PRIMARY, 7))
-    beat[18] = r.LOG_VERSION + 1
+    beat[18] = hb.HEARTBEAT_VERSION + 1
     assert hb.parse_heartbeat(bytes(beat)) is None
 
 
@@ -356,8 +358,8 @@ def shim_feed(seq: Sequencer, frames: list[bytes]) -> list[tuple[int, int, bytes
             continue
         assert seq.next_seq == next_seq + 1
         if seq.mode == "shard":
-            assert slot == -1 and out[:-h.TRAILER_SIZE] == frame
-            assert h.unpack_trailer(out) == (next_seq, ts_of(i))
+            assert slot == -1 and out[:-tr.TRAILER_SIZE] == frame
+            assert tr.unpack_trailer(out) == (next_seq, ts_of(i))
         else:
             header, records, inner = h.decode(out)
             assert (header.seq, header.slot, header.flags) == (next_seq, slot, 0)
@@ -589,16 +591,16 @@ def test_store_core_accept(name, data):
 def decode_log(data: bytes, record_size: int) -> tuple[list[tuple[int, int]], bool] | None:
     """An independent decoder of a log stream: the whole messages ``(type, seq)`` before
     the first bad one, and whether a bad one came; None if the hello is incomplete."""
-    if len(data) < r.HELLO.size:
+    if len(data) < pb.HELLO.size:
         return None
-    magic, version, size = r.HELLO.unpack_from(data)
-    if (magic, version, size) != (r.LOG_MAGIC, r.LOG_VERSION, record_size):
+    magic, version, size = pb.HELLO.unpack_from(data)
+    if (magic, version, size) != (pb.LOG_MAGIC, pb.LOG_VERSION, record_size):
         return [], True
-    messages, pos = [], r.HELLO.size
-    while len(data) - pos >= r.MESSAGE.size:
-        kind, seq = r.MESSAGE.unpack_from(data, pos)
-        length = r.MESSAGE.size + (record_size if kind == r.RECORD else 0)
-        if kind not in (r.RECORD, r.END):
+    messages, pos = [], pb.HELLO.size
+    while len(data) - pos >= pb.MESSAGE.size:
+        kind, seq = pb.MESSAGE.unpack_from(data, pos)
+        length = pb.MESSAGE.size + (record_size if kind == pb.RECORD else 0)
+        if kind not in (pb.RECORD, pb.END):
             return messages, True
         if len(data) - pos < length:
             break
@@ -610,13 +612,13 @@ def decode_log(data: bytes, record_size: int) -> tuple[list[tuple[int, int]], bo
 @st.composite
 def log_stream(draw, record_size: int) -> tuple[bytes, list[int]]:
     """A primary's log (hello, records, END), with junk and mutations, and cut points."""
-    hello = r.HELLO.pack(r.LOG_MAGIC, r.LOG_VERSION, record_size)
+    hello = pb.HELLO.pack(pb.LOG_MAGIC, pb.LOG_VERSION, record_size)
     parts = [draw(st.one_of(st.just(hello), mutated(hello, [(0, 4), (4, 1), (5, 2)])))]
     seqs = draw(st.lists(st.integers(-3, 60), max_size=20))
     for seq in seqs:
-        message = draw(st.sampled_from((r.RECORD, r.RECORD, r.RECORD, r.END, 7)))
-        body = r.MESSAGE.pack(message, seq)
-        if message == r.RECORD:
+        message = draw(st.sampled_from((pb.RECORD, pb.RECORD, pb.RECORD, pb.END, 7)))
+        body = pb.MESSAGE.pack(message, seq)
+        if message == pb.RECORD:
             body += draw(st.binary(min_size=record_size, max_size=record_size))
         if draw(st.integers(0, 9)) == 0:
             body = draw(mutated(body, [(0, 1), (1, 8)]))
@@ -656,21 +658,21 @@ def test_log_receiver_applies_what_the_bytes_say(stream, receiver):
     messages, bad = decoded
     assert failed == bad
     if failed:  # the acks of the chunk that failed are never sent
-        assert len(acks) <= r.HELLO_REPLY.size + r.ACK.size * len(messages)
+        assert len(acks) <= pb.HELLO_REPLY.size + pb.ACK.size * len(messages)
         return
-    assert acks[:r.HELLO_REPLY.size] == r.HELLO_REPLY.pack(r.LOG_MAGIC, r.LOG_VERSION, -1)
+    assert acks[:pb.HELLO_REPLY.size] == pb.HELLO_REPLY.pack(pb.LOG_MAGIC, pb.LOG_VERSION, -1)
     expected_acks, applied = [], -1
     for kind, seq in messages:
-        if kind == r.END:
-            expected_acks.append(r.ACK.pack(r.ENDED, seq))
+        if kind == pb.END:
+            expected_acks.append(pb.ACK.pack(pb.ENDED, seq))
         elif seq > applied:
             applied = seq
-            expected_acks.append(r.ACK.pack(r.APPLIED, seq))
+            expected_acks.append(pb.ACK.pack(pb.APPLIED, seq))
         else:
-            expected_acks.append(r.ACK.pack(r.REFUSED, seq))
-    assert acks[r.HELLO_REPLY.size:] == b"".join(expected_acks)
+            expected_acks.append(pb.ACK.pack(pb.REFUSED, seq))
+    assert acks[pb.HELLO_REPLY.size:] == b"".join(expected_acks)
     assert backup.applied == applied
-    assert backup.stopped == any(kind == r.END for kind, _seq in messages)
+    assert backup.stopped == any(kind == pb.END for kind, _seq in messages)
 
 
 # --- the state service and its clients --------------------------------------------------------

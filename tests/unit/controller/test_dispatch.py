@@ -224,7 +224,7 @@ def test_pb_is_single_to_the_primary_plus_heartbeats_to_the_controller():
                                        "eth_src": slot_mac(0)}, p.core_port(0))]
     for port in p.core_ports:  # both instances may forward, both must beat
         assert d.Rule(100, {"in_port": port, "eth_type": ETH_P_IP}, p.sink_port) in rules
-        assert d.Rule(100, {"in_port": port, "eth_type": 0x88B5}, d.OFPP_CONTROLLER) in rules
+        assert d.Rule(100, {"in_port": port, "eth_type": 0x88B6}, d.OFPP_CONTROLLER) in rules
     assert rules[-1] == d.Rule(0, {}, None)
     assert d.expected_groups(pb_plan()) == 0
     assert d.OFPP_CONTROLLER == ofproto_v1_3.OFPP_CONTROLLER == ofproto_v1_5.OFPP_CONTROLLER

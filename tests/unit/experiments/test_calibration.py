@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from experiments.analysis.errors import TrialError
 from experiments.runtime.calibration import Costs, calibrate, spin_ns_per_round
 from experiments.runtime.capacity import capacity_from_cores
-from experiments.runtime.trial import TrialError
 from nfs import make_nf
 from nfs.base import SpinGovernor, spin
 

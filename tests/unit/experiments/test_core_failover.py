@@ -11,12 +11,12 @@ import sys
 import pytest
 
 from controller.dispatch import CoreWatch, check_plan, pipeline_rules
-from experiments.core_failover import Fault, check_faults
+from experiments.campaigns.core_failover import Fault, check_faults, periodic_faults
 from experiments.runtime.results import REPO_ROOT
-from experiments.soak import periodic_faults
 from nfs import make_nf
 from sequencer.shim import Sequencer
 from sequencer.wire import header as h
+from sequencer.wire import spray
 from sequencer.wire.heartbeat import ETH_P_HEARTBEAT
 from sequencer.wire.packet import PROTO_TCP, build
 from topologies.scr_topo import PortPlan
@@ -25,30 +25,30 @@ FRAME = build(src=1, dst=2, proto=PROTO_TCP, sport=1, dport=2, trace_id=0)
 
 
 def test_spray_frame_round_trip_and_rejects():
-    frame = h.spray_frame(7, [0, 2, 3])
-    assert len(frame) == 60 and frame[12:14] == h.ETH_P_SPRAY.to_bytes(2, "big")
-    assert h.unpack_spray(frame) == (7, (0, 2, 3))
+    frame = spray.spray_frame(7, [0, 2, 3])
+    assert len(frame) == 60 and frame[12:14] == spray.ETH_P_SPRAY.to_bytes(2, "big")
+    assert spray.unpack_spray(frame) == (7, (0, 2, 3))
     with pytest.raises(ValueError, match="distinct core ids"):
-        h.spray_frame(1, [1, 1])
+        spray.spray_frame(1, [1, 1])
     with pytest.raises(ValueError, match="distinct core ids"):
-        h.spray_frame(1, [])
+        spray.spray_frame(1, [])
     bad_magic = frame[:14] + b"XXXX" + frame[18:]
     with pytest.raises(h.MalformedFrame, match="bad_spray"):
-        h.unpack_spray(bad_magic)
+        spray.unpack_spray(bad_magic)
     with pytest.raises(h.MalformedFrame, match="truncated"):
-        h.unpack_spray(frame[:16])
+        spray.unpack_spray(frame[:16])
     repeated = frame[:23] + bytes([2, 2]) + frame[25:]
     with pytest.raises(h.MalformedFrame, match="repeated"):
-        h.unpack_spray(repeated)
+        spray.unpack_spray(repeated)
     with pytest.raises(h.MalformedFrame, match="ethertype"):
-        h.unpack_spray(FRAME)
+        spray.unpack_spray(FRAME)
 
 
 def test_shim_obeys_a_spray_command_from_the_next_packet_on():
     seq = Sequencer(make_nf("ddos"), 4)
     slots = [seq.sequence(FRAME, i)[0] for i in range(5)]
     assert slots == [0, 1, 2, 3, 0]
-    assert seq.control(h.spray_frame(1, [0, 2, 3]), 99) == []
+    assert seq.control(spray.spray_frame(1, [0, 2, 3]), 99) == []
     outs = [seq.sequence(FRAME, i) for i in range(6)]
     # The round robin goes on after core 0 (the last sprayed to), skipping the dead core 1.
     assert [slot for slot, _ in outs] == [2, 3, 0, 2, 3, 0]
@@ -60,12 +60,12 @@ def test_shim_obeys_a_spray_command_from_the_next_packet_on():
     assert seq.reconfigs == [{"seq": 5, "epoch": 1, "cores": [0, 2, 3], "t_ns": 99, "event": 0}]
     assert [h.unpack_header(f).slot for f in seq.stop_frames(0)] == [0, 2, 3]
     # Stale, unknown-core and malformed commands change nothing; only the first two count.
-    assert seq.control(h.spray_frame(1, [0]), 0) == []
-    assert seq.control(h.spray_frame(2, [0, 9]), 0) == []
-    assert seq.control(h.spray_frame(3, [0])[:15], 0) is None
+    assert seq.control(spray.spray_frame(1, [0]), 0) == []
+    assert seq.control(spray.spray_frame(2, [0, 9]), 0) == []
+    assert seq.control(spray.spray_frame(3, [0])[:15], 0) is None
     assert seq.malformed == {"stale_spray": 1, "bad_spray": 1}
     assert seq.active == (0, 2, 3)
-    seq.control(h.spray_frame(2, [0, 1, 2, 3]), 0)
+    seq.control(spray.spray_frame(2, [0, 1, 2, 3]), 0)
     # Back to all four, after core 0: core 1 (its last frame long ago) gets all n-1.
     outs = [seq.sequence(FRAME, i) for i in range(4)]
     assert [slot for slot, _ in outs] == [1, 2, 3, 0]
@@ -80,9 +80,9 @@ def test_a_respray_leaves_no_healthy_core_a_gap(cores):
     for before in range(7):
         seq = Sequencer(make_nf("ddos"), 3)
         outs = [seq.sequence(FRAME, i) for i in range(before)]
-        seq.control(h.spray_frame(1, cores), 0)
+        seq.control(spray.spray_frame(1, cores), 0)
         outs += [seq.sequence(FRAME, i) for i in range(9)]
-        seq.control(h.spray_frame(2, [0, 1, 2]), 0)
+        seq.control(spray.spray_frame(2, [0, 1, 2]), 0)
         outs += [seq.sequence(FRAME, i) for i in range(9)]
         last = {}
         for number, (slot, out) in enumerate(outs):
@@ -192,7 +192,7 @@ def test_stop_rounds_and_a_respray_at_one_sequence_number_keep_the_history_rule(
     for i in range(10):
         seq.sequence(FRAME, i)
     seq.stop_frames(10)
-    seq.control(h.spray_frame(1, [1, 2, 3]), 11)
+    seq.control(spray.spray_frame(1, [1, 2, 3]), 11)
     seq.stop_frames(12)
     truth = ground_truth(seq)
     assert [s["history"] for s in truth.stops] == [3, 3, 3, 3, 2, 3, 2]

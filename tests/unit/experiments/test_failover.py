@@ -10,8 +10,11 @@ from array import array
 
 import pytest
 
-from experiments import failover as f
+from experiments import failover as script
+from experiments.analysis import faults as f
+from experiments.campaigns import failover as campaign
 from experiments.hosts import sink
+from experiments.runtime.config import TrialConfig
 from experiments.workload.traffic import TraceSpec, make_trace
 from sequencer.wire.packet import parse
 
@@ -65,8 +68,8 @@ def test_no_recovery_and_expected_below_offered():
 
 
 def test_held_seqs():
-    assert f.held_seqs(9, [(2, 4), (7, 7)]) == {0, 1, 5, 6, 8, 9}
-    assert f.held_seqs(-1, []) == set()
+    assert campaign.held_seqs(9, [(2, 4), (7, 7)]) == {0, 1, 5, 6, 8, 9}
+    assert campaign.held_seqs(-1, []) == set()
 
 
 def result_for_plot() -> dict:
@@ -80,26 +83,27 @@ def test_plot_is_drawn_from_the_files(tmp_path):
     delivered = steady(1000, 0.0, 1.0) + steady(1000, 1.2, 3.0)
     f.write_timeline(tmp_path / f.TIMELINE_CSV,
                      f.timeline(1.0, 0.0, 3.0, offered, offered, delivered))
-    (tmp_path / f.RESULT_JSON).write_text(json.dumps(result_for_plot()))
-    path = f.plot_failover(tmp_path)
-    assert path == tmp_path / f.PLOT and path.stat().st_size > 10_000
+    (tmp_path / campaign.RESULT_JSON).write_text(json.dumps(result_for_plot()))
+    path = campaign.plot_failover(tmp_path)
+    assert path == tmp_path / campaign.PLOT and path.stat().st_size > 10_000
     rows = f.read_timeline(tmp_path / f.TIMELINE_CSV)
     assert list(rows[0]) == f.TIMELINE_COLUMNS and len(rows) == 30
 
 
 def test_plot_needs_rows(tmp_path):
     f.write_timeline(tmp_path / f.TIMELINE_CSV, [])
-    (tmp_path / f.RESULT_JSON).write_text(json.dumps(result_for_plot()))
+    (tmp_path / campaign.RESULT_JSON).write_text(json.dumps(result_for_plot()))
     with pytest.raises(ValueError, match="has no rows"):
-        f.plot_failover(tmp_path)
+        campaign.plot_failover(tmp_path)
 
 
 def test_table_names_every_check():
     result = {"offered_pps": 1000.0, "sequenced": 6000, "sink_received": 4700,
               "kill_s": 2.5, "detection_s": 0.19, "resumed_s": 0.2, "recovery_s": 0.3,
+              "recovery_limit_s": 2.0,
               "lost_updates": 190, "lost_updates_ms": 190.0, "lost_passes": 150,
               "checks": {"state_equal": True, "recovered": False}}
-    text = f.table(result)
+    text = script.table(result)
     assert re.search(r"check: state_equal\s*\|\s*ok", text)
     assert re.search(r"check: recovered\s*\|\s*FAILED", text) and "0.30 s" in text
 
@@ -112,15 +116,15 @@ def test_table_names_every_check():
 ])
 def test_bad_arguments_end_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
-        f.parse_args(argv)
+        script.parse_args(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_run_failover_rejects_a_kill_outside_the_traffic(tmp_path):
-    config = f.TrialConfig(nf="ddos", cores=1, strategy="single")
+    config = TrialConfig(nf="ddos", cores=1, strategy="single")
     with pytest.raises(ValueError, match="--kill-at must be inside the traffic"):
-        f.run_failover(config, tmp_path, duration_s=2.0, kill_at_s=3.0)
+        campaign.run_failover(config, tmp_path, duration_s=2.0, kill_at_s=3.0)
     assert not list(tmp_path.iterdir())  # checked before anything was made
 
 

@@ -1,10 +1,11 @@
-"""The fidelity verdict (``experiments.runtime.fidelity.assess``): one rule per bottleneck.
+"""The fidelity verdict (``experiments.analysis.fidelity.assess``): one rule per bottleneck.
 
 ``assess`` is a pure function of two ``Sample`` objects and the processes' own counters, so
 each rule is checked by building samples by hand: a clean window is faithful, and each of
 generator under-offer, shim/sink busy or socket drops, OVS busy or port drops, and a machine
 with no idle time flips ``faithful`` and names its bottleneck (and only it). Also the
-sampling helpers on this machine's ``/proc`` (no root, no network).
+sampling helpers (``experiments.runtime.fidelity``) on this machine's ``/proc`` (no root,
+no network).
 """
 
 from __future__ import annotations
@@ -13,14 +14,8 @@ import os
 
 import pytest
 
-from experiments.runtime.fidelity import (
-    DEFAULT,
-    Sample,
-    Thresholds,
-    assess,
-    machine_cpu,
-    pid_cpu_seconds,
-)
+from experiments.analysis.fidelity import DEFAULT, Sample, Thresholds, assess
+from experiments.runtime.fidelity import machine_cpu, pid_cpu_seconds
 
 WALL = 2.0  # seconds between the two samples
 TARGET = 10_000.0

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.plots.plotting import (
-    fit_model,
-    load_results,
-    plot_loss,
-    plot_run,
-    relative_to_no_loss,
-)
+from experiments.analysis.model import fit_model
+from experiments.analysis.tables import relative_to_no_loss
+from experiments.plots.common import load_results
+from experiments.plots.loss import plot_loss
+from experiments.plots.plotting import plot_run
 from experiments.runtime.results import REPO_ROOT, read_csv
 
 COLUMNS = ["nf", "strategy", "cores", "skew", "top_flow_share", "mode", "throughput_pps",

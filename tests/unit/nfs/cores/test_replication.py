@@ -20,6 +20,7 @@ from nfs.reference import run_reference
 from sequencer.dataplane import parse_address
 from sequencer.wire import header as h
 from sequencer.wire import heartbeat as hb
+from sequencer.wire import pb_log as pb
 from sequencer.wire.packet import parse
 
 SPEC = TraceSpec(packets=300, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
@@ -184,9 +185,9 @@ def test_unknown_message_type_drops_the_connection():
     backup = BackupThread(make_nf("ddos"))
     try:
         with socket.create_connection(backup.address, timeout=2) as sock:
-            sock.sendall(r.HELLO.pack(r.LOG_MAGIC, r.LOG_VERSION, 4))
-            assert r.HELLO_REPLY.unpack(sock.recv(64))[2] == -1
-            sock.sendall(r.MESSAGE.pack(9, 0))
+            sock.sendall(pb.HELLO.pack(pb.LOG_MAGIC, pb.LOG_VERSION, 4))
+            assert pb.HELLO_REPLY.unpack(sock.recv(64))[2] == -1
+            sock.sendall(pb.MESSAGE.pack(9, 0))
             assert sock.recv(64) == b""  # closed by the backup
         assert backup.backup.applied == -1
     finally:
@@ -195,23 +196,23 @@ def test_unknown_message_type_drops_the_connection():
 
 def test_messages_split_anywhere_are_reassembled():
     backup = BackupThread(make_nf("ddos"))
-    stream = (r.HELLO.pack(r.LOG_MAGIC, r.LOG_VERSION, 4)
-              + r.MESSAGE.pack(r.RECORD, 0) + bytes([198, 18, 0, 1])
-              + r.MESSAGE.pack(r.RECORD, 1) + bytes([198, 18, 0, 1])
-              + r.MESSAGE.pack(r.END, 1))
+    stream = (pb.HELLO.pack(pb.LOG_MAGIC, pb.LOG_VERSION, 4)
+              + pb.MESSAGE.pack(pb.RECORD, 0) + bytes([198, 18, 0, 1])
+              + pb.MESSAGE.pack(pb.RECORD, 1) + bytes([198, 18, 0, 1])
+              + pb.MESSAGE.pack(pb.END, 1))
     try:
         with socket.create_connection(backup.address, timeout=2) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for byte in stream:  # one TCP segment per byte
                 sock.sendall(bytes([byte]))
                 time.sleep(0.001)
-            expected = (r.HELLO_REPLY.size + 3 * r.ACK.size)
+            expected = (pb.HELLO_REPLY.size + 3 * pb.ACK.size)
             replies = b""
             while len(replies) < expected:
                 replies += sock.recv(64)
-        acks = [r.ACK.unpack_from(replies, r.HELLO_REPLY.size + i * r.ACK.size)
+        acks = [pb.ACK.unpack_from(replies, pb.HELLO_REPLY.size + i * pb.ACK.size)
                 for i in range(3)]
-        assert acks == [(r.APPLIED, 0), (r.APPLIED, 1), (r.ENDED, 1)]
+        assert acks == [(pb.APPLIED, 0), (pb.APPLIED, 1), (pb.ENDED, 1)]
         assert backup.backup.state == {(0xC6120001,): (2,)} and backup.backup.stopped
     finally:
         backup.close()
@@ -247,7 +248,7 @@ def test_heartbeat_frames_round_trip():
         frame = hb.heartbeat_frame(role, 41)
         assert len(frame) == hb.HEARTBEAT_FRAME_SIZE
         assert hb.parse_heartbeat(frame) == (role, 41)
-        assert frame[12:14] == (0x88B5).to_bytes(2, "big")
+        assert frame[12:14] == (0x88B6).to_bytes(2, "big")
         dst = frame[:6]
         assert dst[0] & 1 == 0 and dst[0] & 2  # unicast, locally administered
         assert dst != h.mac_bytes(h.DUMMY_DST_MAC)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from experiments.campaigns import sweep
-from experiments.plots.plotting import DELAY_PLOT, plot_run
+from experiments.plots.latency import DELAY_PLOT
+from experiments.plots.plotting import plot_run
 from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import make_nf
 from nfs.cores.store import StoreCore, percentiles

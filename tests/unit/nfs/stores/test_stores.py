@@ -45,8 +45,13 @@ from nfs.stores.clients import (
     redis_key,
 )
 from nfs.stores.redis_server import RedisServer, dump
-from nfs.stores.service import REQUEST_HEADER, pack_request, response_size, unpack_response
 from sequencer.wire.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_SYN, Packet, ip_to_int
+from sequencer.wire.state_service import (
+    REQUEST_HEADER,
+    pack_request,
+    response_size,
+    unpack_response,
+)
 
 READY_TIMEOUT_S = 10
 

@@ -33,6 +33,7 @@ from nfs.reference import StateView, check_views, compare_replicas, run_referenc
 from nfs.strategies import get as get_strategy
 from sequencer.shim import Sequencer
 from sequencer.wire import header as h
+from sequencer.wire import trailer as tr
 from sequencer.wire.packet import PROTO_TCP, Packet, build, ip_to_int, parse
 
 SPEC = TraceSpec(packets=400, flows=20, skew=1.0, attackers=2, attack_share=0.2, knockers=2,
@@ -262,8 +263,8 @@ def test_shard_sequencer_appends_a_trailer(frames):
     for i, frame in enumerate(frames[:10]):
         slot, out = seq.sequence(frame, ts_of(i))
         assert slot == -1
-        assert out[: -h.TRAILER_SIZE] == frame  # the original frame, untouched
-        assert h.unpack_trailer(out) == (i, ts_of(i))
+        assert out[: -tr.TRAILER_SIZE] == frame  # the original frame, untouched
+        assert tr.unpack_trailer(out) == (i, ts_of(i))
         assert parse(out) == parse(frame)  # IPv4's length hides the trailer
     assert list(seq.trace_ids) == list(range(10))
     stops = seq.stop_frames(0)
@@ -277,7 +278,7 @@ def test_shard_sequencer_bad_ingress_spends_no_seq(frames):
     with pytest.raises(h.MalformedFrame) as info:
         seq.sequence(b"\x00" * 20, 1)
     assert info.value.reason == "truncated"
-    assert h.unpack_trailer(seq.sequence(frames[1], 2)[1])[0] == 1
+    assert tr.unpack_trailer(seq.sequence(frames[1], 2)[1])[0] == 1
     assert seq.next_seq == 2
 
 
@@ -295,30 +296,30 @@ def test_unknown_strategy():
 
 
 def test_trailer_round_trip():
-    trailer = h.pack_trailer(7, 123_456_789)
-    assert len(trailer) == h.TRAILER_SIZE == 14
+    trailer = tr.pack_trailer(7, 123_456_789)
+    assert len(trailer) == tr.TRAILER_SIZE == 14
     assert trailer == struct.pack("!IQH", 7, 123_456_789, 0x5CAF)
     frame = bytes(range(40)) + trailer
-    assert h.unpack_trailer(frame) == (7, 123_456_789)
+    assert tr.unpack_trailer(frame) == (7, 123_456_789)
 
 
 def test_trailer_seq_wraps():
-    assert h.unpack_trailer(b"\0" * 14 + h.pack_trailer(h.SEQ_MODULUS + 3, 1)) == (3, 1)
+    assert tr.unpack_trailer(b"\0" * 14 + tr.pack_trailer(h.SEQ_MODULUS + 3, 1)) == (3, 1)
 
 
 @pytest.mark.parametrize("length", [0, 13, 27])
 def test_trailer_truncated(length):
-    frame = (b"\0" * 30 + h.pack_trailer(1, 2))[-length:] if length else b""
+    frame = (b"\0" * 30 + tr.pack_trailer(1, 2))[-length:] if length else b""
     with pytest.raises(h.MalformedFrame) as info:
-        h.unpack_trailer(frame)
+        tr.unpack_trailer(frame)
     assert info.value.reason == "truncated"
 
 
 def test_trailer_bad_magic():
-    frame = bytearray(b"\0" * 30 + h.pack_trailer(1, 2))
+    frame = bytearray(b"\0" * 30 + tr.pack_trailer(1, 2))
     frame[-1] ^= 0xFF
     with pytest.raises(h.MalformedFrame) as info:
-        h.unpack_trailer(bytes(frame))
+        tr.unpack_trailer(bytes(frame))
     assert info.value.reason == "bad_trailer"
 
 
@@ -455,7 +456,7 @@ def test_shard_drops_bad_trailer_magic(shard_setup):
 
 def test_shard_drops_frame_without_trailer(shard_setup, frames):
     core, _ = shard_setup
-    assert frames[3][-2:] != h.TRAILER_MAGIC.to_bytes(2, "big")
+    assert frames[3][-2:] != tr.TRAILER_MAGIC.to_bytes(2, "big")
     assert_dropped(core, frames[3], "bad_trailer")
 
 
@@ -476,7 +477,7 @@ def test_shard_drops_stop_for_another_slot(shard_setup):
 
 def test_shard_drops_trailer_around_junk_and_duplicates(shard_setup):
     core, outputs = shard_setup
-    junk = b"\x02" * 12 + b"\x86\xdd" + bytes(40) + h.pack_trailer(5, 0)
+    junk = b"\x02" * 12 + b"\x86\xdd" + bytes(40) + tr.pack_trailer(5, 0)
     assert_dropped(core, junk, "ethertype")
     assert_dropped(core, outputs[0], "stale_seq")
 

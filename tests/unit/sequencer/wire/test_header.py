@@ -17,6 +17,7 @@ from scapy.packet import Raw
 
 from sequencer.wire import header as h
 from sequencer.wire.packet import PROTO_TCP, PROTO_UDP, TCP_SYN, build, ip_to_int
+from sequencer.wire.scapy_layers import SCR
 
 INNER_TCP = build(
     src=ip_to_int("198.18.0.7"), dst=ip_to_int("198.19.255.1"), proto=PROTO_TCP,
@@ -60,7 +61,7 @@ def test_sizes_and_offsets():
     assert h.SCR_OFFSET == 14
     assert h.PAYLOAD_OFFSET == 34
     assert len(h.pack_header(h.ScrHeader(0, 0, 0, 0, 1, 1, 0, 0))) == 20
-    assert len(bytes(h.SCR())) == 20
+    assert len(bytes(SCR())) == 20
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_codec_frame_dissected_by_scapy(header, inner):
     assert pkt.dst == h.DUMMY_DST_MAC
     assert pkt.src == h.slot_mac(header.slot)
     assert pkt.type == h.ETH_P_SCR
-    scr = pkt[h.SCR]
+    scr = pkt[SCR]
     assert scr.magic == h.SCR_MAGIC
     assert scr.version == h.SCR_VERSION
     assert int(scr.flags) == header.flags
@@ -123,7 +124,7 @@ def test_codec_frame_dissected_by_scapy(header, inner):
                          ids=[i for i, c in zip(CASE_IDS, CASES, strict=True) if c[1]])
 def test_codec_inner_packet_dissected_by_scapy(header, inner):
     frame, _ = encode_case(header, inner)
-    inner_eth = Ether(frame)[h.SCR].payload
+    inner_eth = Ether(frame)[SCR].payload
     assert isinstance(inner_eth, Ether)
     expected = Ether(inner)
     assert inner_eth.src == expected.src == "02:00:00:00:00:01"
@@ -147,17 +148,17 @@ def test_scapy_dissects_the_largest_history():
     frame, recs = encode_case(header, INNER_TCP)
     assert h.decode(frame) == (header, recs, INNER_TCP)
     pkt = Ether(frame)
-    assert pkt.haslayer(h.SCR)
-    assert pkt[h.SCR].history == recs
-    assert bytes(pkt[h.SCR].payload) == INNER_TCP
+    assert pkt.haslayer(SCR)
+    assert pkt[SCR].history == recs
+    assert bytes(pkt[SCR].payload) == INNER_TCP
 
 
 def test_stop_frame_has_no_inner_packet():
     frame, _ = encode_case(h.ScrHeader(h.FLAG_STOP, 2, 4, 0, 3, 3, 9, 9), b"")
     pkt = Ether(frame)
-    assert pkt[h.SCR].flags.STOP
+    assert pkt[SCR].flags.STOP
     assert not pkt.haslayer(IP)
-    assert len(pkt[h.SCR].payload) == 0
+    assert len(pkt[SCR].payload) == 0
 
 
 # --- Scapy -> codec ---------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_stop_frame_has_no_inner_packet():
 @pytest.mark.parametrize(("header", "inner"), CASES, ids=CASE_IDS)
 def test_scapy_built_frame_equals_codec(header, inner):
     recs = records(header.count, header.record_size)
-    scr = h.SCR(
+    scr = SCR(
         flags=header.flags, record_size=header.record_size, slot=header.slot,
         n_cores=header.n_cores, spray=header.spray, seq=header.seq,
         timestamp_ns=header.timestamp_ns, history=recs,
@@ -182,7 +183,7 @@ def test_scapy_default_ethertype_binding():
     """Without an explicit type, Scapy fills in ETH_P_SCR below an SCR layer."""
     header = h.ScrHeader(0, 1, 4, 1, 2, 2, 5, 6)
     pkt = (Ether(dst=h.DUMMY_DST_MAC, src=h.slot_mac(1))
-           / h.SCR(record_size=4, slot=1, n_cores=2, spray=2, seq=5, timestamp_ns=6,
+           / SCR(record_size=4, slot=1, n_cores=2, spray=2, seq=5, timestamp_ns=6,
                    history=[b"abcd"])
            / Ether(INNER_TCP))
     assert bytes(pkt) == h.encode(header, [b"abcd"], INNER_TCP)
@@ -342,6 +343,6 @@ def test_check_history_refuses_a_short_history():
 def test_foreign_frames_are_not_scr():
     """Scapy and the codec agree on foreign frames: neither sees an SCR header in them."""
     arp = bytes(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP())
-    assert not Ether(arp).haslayer(h.SCR)
+    assert not Ether(arp).haslayer(SCR)
     malformed("ethertype", arp)
-    assert not Ether(bytes(Ether() / IP() / Raw(b"x" * 40))).haslayer(h.SCR)
+    assert not Ether(bytes(Ether() / IP() / Raw(b"x" * 40))).haslayer(SCR)

@@ -1,4 +1,5 @@
-"""``sequencer.wire.packet``: frames from ``build`` against Scapy, and ``parse`` of good and bad frames.
+"""``sequencer.wire.packet``: frames from ``build`` against Scapy, and ``parse`` of good and bad
+frames.
 
 Scapy dissects every built frame (Ethernet, IPv4, TCP/UDP fields, the trace id in the
 payload) and recomputes the IPv4/TCP/UDP checksums, which must equal ``build``'s.
