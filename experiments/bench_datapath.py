@@ -15,7 +15,7 @@ nothing else is forwarded and nothing floods). Paths:
   AF_PACKET relay (recv, send), the ceiling of any Python per-packet process;
 * ``ovs-relay``: gen -> b1 -> relay -> b1 -> sink, two passes through OVS (a trial makes
   three: gen -> shim, shim -> core, core -> sink);
-* ``ovs-shim-N``: the same with the real shim (``sequencer.shim``, N cores, NF ``ddos``)
+* ``ovs-shim-N``: the same with the real shim (``experiments.hosts.shim``, N cores, NF ``ddos``)
   instead of the relay; its SCR frames (ethertype 0x88B5) go to the sink.
 
 The sender (raw AF_PACKET socket, a pre-built trace of 64-byte IPv4 frames from

@@ -4,7 +4,7 @@ SCR's replicas stay equal only while every core sees every history record. Here 
 drops a seeded fraction of the packets it stamped (``--losses``, the injected loss) before
 they reach a core, and each SCR core, with ``--recovery on``, keeps a ring of the records it
 saw in shared memory and reads the ones it missed from its peers' rings
-(``nfs/recovery.py``). For every NF and injected loss rate the sweep measures SCR's MLFFR
+(``nfs/cores/recovery.py``). For every NF and injected loss rate the sweep measures SCR's MLFFR
 and checks, in every trial:
 
 * ``check_equivalent`` (strict): every replica and every verdict equal one core processing

@@ -18,7 +18,8 @@ cores named, going on from where the round robin was, so every core's history st
 continuous (``reconfigs`` in ``shim.json`` says at which sequence number each command took
 effect).
 
-``--loss P --loss-seed S`` injects loss at this dispatch stage: a seeded draw drops
+``--loss P --loss-seed S`` (flags of :mod:`experiments.hosts.shim`, ``loss_rate`` and
+``loss_seed`` here) inject loss at this dispatch stage: a seeded draw drops
 a fraction P of the packets after they were stamped and their records entered the history,
 as if the link to their core had lost them (``lost_seqs`` in ``shim.json``).
 

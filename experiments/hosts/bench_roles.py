@@ -137,7 +137,7 @@ ROLES = {"sender": role_sender, "receiver": role_receiver, "relay": role_relay}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} --role",
+    parser = argparse.ArgumentParser(prog="bench_roles",
                                      description="a process of the benchmark (internal)")
     parser.add_argument("--role", choices=sorted(ROLES), required=True)
     parser.add_argument("--iface", required=True)

@@ -68,7 +68,7 @@ class TrialConfig:
     #: time as a round's speed drifts (nfs.base.SpinGovernor). None: fixed rounds.
     spin_ns: float | None = None
     #: Fault injection, to test the oracle on a live run: the shim sends these packets with
-    #: their oldest history record withheld (see sequencer.shim --withhold).
+    #: their oldest history record withheld (see experiments.hosts.shim --withhold).
     withhold: tuple[int, ...] = ()
 
     def __post_init__(self):

@@ -70,12 +70,11 @@ from sequencer.wire.packet import (
     ip_to_int,
     parse,
 )
+from sequencer.wire.pcap import DEFAULT_SNAPLEN, LINKTYPE_ETHERNET
 
 MAX_RECORD = 262_144  # libpcap's largest snap length: longer records mean a corrupt file
-_SNAPLEN = 65_535  # what write_pcap declares unless a frame is longer
 
 LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW_BSD = 12  # DLT_RAW on Linux and most BSDs (DLT_LOOP on OpenBSD)
 LINKTYPE_RAW = 101
 LINKTYPE_LOOP = 108
@@ -400,7 +399,7 @@ def _write(path: str | Path, frames: Sequence[bytes], stamps: list[tuple[int, in
     if any(not 0 <= sec < 1 << 32 for sec, _frac in stamps):
         raise ValueError("a timestamp is outside the 32-bit seconds of a pcap")
     pcap.write_pcap(path, frames, stamps, nano,
-                    snaplen=_SNAPLEN if longest <= _SNAPLEN else MAX_RECORD)
+                    snaplen=DEFAULT_SNAPLEN if longest <= DEFAULT_SNAPLEN else MAX_RECORD)
 
 
 # --- summaries ------------------------------------------------------------------------------

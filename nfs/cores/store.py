@@ -9,7 +9,7 @@ RX queue, which then fills and drops, as a NIC ring would). ``blocking`` runs th
 one packet at a time: the core waits for each answer before it reads the next packet, which
 is exactly what a blocking call does, so the two runtimes differ in nothing but overlap.
 
-The store is one of :mod:`nfs.stores.clients` (the strategies, ``nfs.strategies.STORE_STRATEGIES``):
+The store is one of :mod:`nfs.stores.clients` (the strategies, ``nfs.strategies.store``):
 
 * ``service`` / ``service-blocking``: a dedicated state-service process owns every key
   (NetStar's serialized shared data structure): a core sends the packet's record, the
