@@ -35,20 +35,14 @@ if __name__ == "__main__" and not __package__:  # run as a file, maybe by the sy
 
     bootstrap.into_venv(__file__)
 
-import csv
 import json
 import statistics
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt
 from tabulate import tabulate
 from tqdm import tqdm
 
 from experiments.analysis.collect import percentiles
 from experiments.analysis.errors import TrialError
-from experiments.analysis.faults import RECOVERY_LIMIT_S
 from experiments.argtypes import positive_int
 from experiments.campaigns.core_failover import (
     build_parser,
@@ -56,13 +50,12 @@ from experiments.campaigns.core_failover import (
     overloaded,
     run_with_faults,
 )
+from experiments.plots.bench_failover import RUNS_CSV, plot_runs
 from experiments.runtime.capacity import prepare_run
 from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog
 from experiments.workload.trace_files import TraceError
 
-RUNS_CSV = "runs.csv"
-PLOT = "bench_failover.png"
 COLUMNS = ["run", "passed", "states_equal_reference", "consistent", "replicas_equal",
            "rate_recovered", "detected_s", "recovery_s", "fetches", "fetch_us_p50",
            "fetch_us_p99", "recovered_records", "lost_everywhere", "at_dead_core",
@@ -135,38 +128,6 @@ def summary_table(rows: list[dict], overload: bool, fetches: list[float]) -> str
     ]
     return tabulate(lines, headers=["", "over the runs"], tablefmt="github",
                     disable_numparse=True)
-
-
-def plot_runs(run_dir: Path) -> Path:
-    """Recovery time and fetch p99 of each run (``runs.csv``), failed runs in red."""
-    with open(Path(run_dir) / RUNS_CSV, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if not r.get("error")]
-    if not rows:
-        raise ValueError(f"{run_dir / RUNS_CSV} has no finished run")
-    runs = [int(r["run"]) for r in rows]
-    colors = ["tab:blue" if r["passed"] == "True" else "tab:red" for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    times = [float(r["recovery_s"]) if r["recovery_s"] not in ("", "None") else None
-             for r in rows]
-    left.bar(runs, [t or 0 for t in times], color=colors)
-    never = [run for run, t in zip(runs, times, strict=True) if t is None]
-    if never:  # the rate never came back within the run: say so, not a zero-high bar
-        left.scatter(never, [RECOVERY_LIMIT_S * 1.05] * len(never),
-                     marker="x", color="tab:red", label="never back")
-    left.axhline(RECOVERY_LIMIT_S, color="k", linestyle="--",
-                 label="2 s limit")
-    left.set(xlabel="run", ylabel="rate back to 90 % (s)", title="recovery after the kill")
-    left.legend(fontsize=8)
-    right.bar(runs, [float(r["fetch_us_p99"]) / 1000 if r["fetch_us_p99"] not in ("", "None")
-                     else 0 for r in rows], color=colors)
-    right.set(xlabel="run", ylabel="fetch p99 (ms)", title="record fetch latency")
-    for ax in (left, right):
-        ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = Path(run_dir) / PLOT
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def parse_args(argv: list[str] | None):

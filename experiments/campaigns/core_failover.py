@@ -34,16 +34,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt
-
 from controller.dispatch import EVENTS_FILE
 from experiments.analysis.collect import collect, read_result
 from experiments.analysis.errors import TrialError
 from experiments.analysis.faults import (
-    BIN_S,
     RATE,
     STATE,
     STRICT,
@@ -51,15 +45,15 @@ from experiments.analysis.faults import (
     PassRule,
     kill_reports,
     lost_at_dead_cores,
-    read_timeline,
     read_traffic,
     rejoin_reports,
     write_timeline,
 )
 from experiments.analysis.mlffr import find_mlffr
 from experiments.argtypes import fraction, positive_float, positive_int
-from experiments.campaigns.failover import add_fault_flags, add_kill_flags, plot_rates
+from experiments.campaigns.failover import add_fault_flags, add_kill_flags
 from experiments.campaigns.sweep import PROBE_OVER_CAPACITY
+from experiments.plots.timeline import plot_timeline
 from experiments.runtime.calibration import DEFAULT_WORK_US
 from experiments.runtime.capacity import Capacity, add_run_flags, measure_capacity
 from experiments.runtime.config import TrialConfig
@@ -255,16 +249,7 @@ def analyze(trial_dir: Path, trace_path: Path, config: TrialConfig, start_ns: in
 # --- the plot, from the files ------------------------------------------------------------
 
 
-def plot_core_failover(run_dir: Path) -> Path:
-    """The delivered rate over time through the kills and rejoins (``timeline.csv`` and
-    ``core_failover.json``)."""
-    run_dir = Path(run_dir)
-    rows = read_timeline(run_dir / TIMELINE_CSV)
-    result = json.loads((run_dir / RESULT_JSON).read_text())
-    if not rows:
-        raise ValueError(f"{run_dir / TIMELINE_CSV} has no rows")
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    plot_rates(ax, rows)
+def _core_failover_marks(ax, result: dict) -> str:
     for i, kill in enumerate(result["kills"]):
         ax.axvline(kill["kill_s"], color="tab:red", label="core killed" if not i else None)
     for i, rejoin in enumerate(result["rejoins"]):
@@ -273,18 +258,15 @@ def plot_core_failover(run_dir: Path) -> Path:
     for i, event in enumerate(result["controller_events"]):
         ax.axvline(event["t_s"], color="tab:green", linestyle="--",
                    label="controller: respray" if not i else None)
-    ax.set(xlabel="time since the traffic started (s)",
-           ylabel=f"packets/s ({BIN_S * 1000:g} ms bins)", ylim=(0, None),
-           title=f"SCR core failover: {result['nf']}, {result['cores']} cores at "
-                 f"{result['rate_pps']:g} pps, {result['dropped']['at_dead_core']} packets "
-                 "lost at the dead core")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
-    path = run_dir / PLOT
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return (f"SCR core failover: {result['nf']}, {result['cores']} cores at "
+            f"{result['rate_pps']:g} pps, {result['dropped']['at_dead_core']} packets "
+            "lost at the dead core")
+
+
+def plot_core_failover(run_dir: Path) -> Path:
+    """The delivered rate over time through the kills and rejoins (``timeline.csv`` and
+    ``core_failover.json``)."""
+    return plot_timeline(run_dir, RESULT_JSON, PLOT, 9, _core_failover_marks)
 
 
 # --- one run -----------------------------------------------------------------------------

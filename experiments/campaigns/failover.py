@@ -12,8 +12,7 @@ backup equal to the reference over what it holds, output commit, one failover fr
 primary's port to the backup's, the primary killed) and the rate back within 2 s.
 
 It also holds what every fault experiment's command line shares (:func:`add_fault_flags`,
-:func:`add_kill_flags`) and the rates' plot that ``campaigns.core_failover`` draws too
-(:func:`plot_rates`).
+:func:`add_kill_flags`); the figure is ``experiments.plots.timeline``'s.
 
 Caveats: the primary dies by SIGKILL, so its own results die with it; what it did is
 judged from the sink and the backup. The kill, heartbeats, shim time stamps and sink
@@ -30,28 +29,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a testbed machine
-import matplotlib.pyplot as plt
-
 from controller.dispatch import DEFAULT_FAILOVER_TIMEOUT_MS, EVENTS_FILE
 from experiments.analysis.collect import read_int_csv, read_result
 from experiments.analysis.errors import TrialError
 from experiments.analysis.faults import (
-    BIN_S,
     RATE,
     STATE,
     TIMELINE_CSV,
     PassRule,
     Traffic,
     pre_fault_ratio,
-    read_timeline,
     read_traffic,
     recovery_time,
     write_timeline,
 )
 from experiments.argtypes import non_negative_float, positive_float
+from experiments.plots.timeline import plot_timeline
 from experiments.runtime.config import TrialConfig
 from experiments.runtime.cpu_quota import CoreQuotas
 from experiments.runtime.testbed import Testbed
@@ -213,27 +206,7 @@ def analyze(trial_dir: Path, config: TrialConfig, start_ns: int, kill_ns: int,
 # --- the plot, from the files ------------------------------------------------------------
 
 
-def plot_rates(ax, rows: list[dict]) -> None:
-    """The timeline's three rates on ``ax``, each bin drawn at its middle."""
-    ts = [r["t_s"] + BIN_S / 2 for r in rows]
-    ax.plot(ts, [r["offered_pps"] for r in rows], color="tab:gray", linestyle=":",
-            label="offered (sequenced)")
-    ax.plot(ts, [r["expected_pps"] for r in rows], color="black", linestyle="--",
-            linewidth=1, label="expected (reference passes)")
-    ax.plot(ts, [r["delivered_pps"] for r in rows], color="tab:blue", marker=".",
-            markersize=3, label="delivered (sink)")
-
-
-def plot_failover(run_dir: Path) -> Path:
-    """``failover.png``: the rates over time from ``timeline.csv``, the kill and the
-    controller's failover from ``failover.json``."""
-    run_dir = Path(run_dir)
-    rows = read_timeline(run_dir / TIMELINE_CSV)
-    result = json.loads((run_dir / RESULT_JSON).read_text())
-    if not rows:
-        raise ValueError(f"{run_dir / TIMELINE_CSV} has no rows")
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    plot_rates(ax, rows)
+def _failover_marks(ax, result: dict) -> str:
     ax.axvline(result["kill_s"], color="tab:red", label="primary killed")
     for event in result.get("controller_events", []):
         ax.axvline(event["t_s"], color="tab:green", linestyle="--",
@@ -242,17 +215,14 @@ def plot_failover(run_dir: Path) -> Path:
     if recovery is not None:
         ax.axvspan(result["kill_s"], result["kill_s"] + recovery, color="tab:red", alpha=0.08,
                    label=f"recovery {recovery:.2f} s")
-    ax.set(xlabel="time since the traffic started (s)", ylabel=f"packets/s ({BIN_S * 1000:g} "
-           "ms bins)", ylim=(0, None),
-           title=f"primary-backup failover: {result['nf']} at {result['rate_pps']:g} pps, "
-           f"{result['lost_updates']} updates lost at the kill")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
-    path = run_dir / PLOT
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return (f"primary-backup failover: {result['nf']} at {result['rate_pps']:g} pps, "
+            f"{result['lost_updates']} updates lost at the kill")
+
+
+def plot_failover(run_dir: Path) -> Path:
+    """``failover.png``: the rates over time from ``timeline.csv``, the kill and the
+    controller's failover from ``failover.json``."""
+    return plot_timeline(run_dir, RESULT_JSON, PLOT, 8, _failover_marks)
 
 
 # --- one run -----------------------------------------------------------------------------
