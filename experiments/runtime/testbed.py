@@ -190,12 +190,11 @@ class Testbed:
         address = None
         if self.strategy.store:
             address = self._start_store(nf_args, deadline)  # the cores connect at start-up
-        places = TrialPlaces(table=self.table_path, record_logs=self.log_prefix, store=address,
-                             health_ms=DEFAULT_HEARTBEAT_MS if c.watch_cores else 0.0)
+        places = TrialPlaces(table=self.table_path, record_logs=self.log_prefix, store=address)
         strategy_args: tuple = ("--strategy", c.strategy,
                                 *self.strategy.worker_flags(c, places))
-        if places.health_ms:
-            strategy_args += ("--health-ms", places.health_ms)
+        if c.watch_cores:  # the controller resprays when a core's heartbeats stop
+            strategy_args += ("--health-ms", DEFAULT_HEARTBEAT_MS)
         if c.spin_ns:
             strategy_args += ("--spin-ns", c.spin_ns)
         self._worker_args = (*nf_args, *strategy_args, "--rcvbuf", c.rx_queue_bytes)

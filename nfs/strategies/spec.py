@@ -51,7 +51,6 @@ class TrialPlaces:
     table: Path | None = None  # the shared table (``shared_table`` strategies)
     record_logs: Path | None = None  # the record rings' prefix (recovery)
     store: str | None = None  # the store's HOST:PORT (``store`` strategies)
-    health_ms: float = 0.0  # heartbeat period (watched cores)
 
 
 def no_flags(_parser: argparse.ArgumentParser) -> None:
