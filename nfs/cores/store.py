@@ -52,7 +52,7 @@ DEFAULT_INFLIGHT = 32
 MAX_LATENCY_SAMPLES = 200_000
 
 
-def percentiles(samples, points=(50, 90, 99)) -> dict[str, float]:
+def latency_summary(samples, points=(50, 90, 99)) -> dict[str, float]:
     """Nearest-rank percentiles of ``samples`` (``p50`` ...) plus ``mean`` and ``n``."""
     ordered = sorted(samples)
     if not ordered:
@@ -115,8 +115,8 @@ class StoreCore(Core):
         results = super().results()
         results["inflight"] = self.inflight
         results["store"] = {"kind": self.store.kind, **dict(self.store.stats),
-                            "latency_us": percentiles(self.store.latency_us)}
-        results["latency_us"] = percentiles(self.latency_us)
+                            "latency_us": latency_summary(self.store.latency_us)}
+        results["latency_us"] = latency_summary(self.latency_us)
         if self.last_store_error:
             results["store_error"] = self.last_store_error
         return results

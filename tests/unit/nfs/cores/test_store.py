@@ -20,7 +20,7 @@ from experiments.plots.latency import DELAY_PLOT
 from experiments.plots.plotting import plot_run
 from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import make_nf
-from nfs.cores.store import StoreCore, percentiles
+from nfs.cores.store import StoreCore, latency_summary
 from nfs.reference import check_access_order, run_reference
 from nfs.strategies import get as get_strategy
 from nfs.strategies import names as strategy_names
@@ -154,7 +154,7 @@ def test_window_overlaps_queries_and_matches_a_replay(strategy, frames, packets)
     log = list(zip(core.log_seq, [0] * len(frames), core.log_verdict, strict=True))
     check = check_access_order(nf, packets, store.order, log, nf.state_to_json(store.state))
     assert check.equivalent, check.summary()
-    assert percentiles(core.latency_us)["n"] == len(frames)
+    assert latency_summary(core.latency_us)["n"] == len(frames)
 
 
 def test_access_order_check_catches_a_lost_update(packets):
@@ -183,9 +183,9 @@ def test_access_order_check_compares_each_verdict(packets):
     assert len(result.verdict_mismatches) == 1
 
 
-def test_percentiles():
-    assert percentiles([]) == {"n": 0}
-    p = percentiles(range(1, 101))
+def test_latency_summary():
+    assert latency_summary([]) == {"n": 0}
+    p = latency_summary(range(1, 101))
     assert p["p50"] == 51 and p["p99"] == 100 and p["mean"] == 50.5 and p["n"] == 100
 
 
