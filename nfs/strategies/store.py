@@ -22,7 +22,6 @@ import argparse
 from nfs.base import NetworkFunction
 from nfs.cores.base import Core
 from nfs.cores.store import DEFAULT_INFLIGHT, StoreCore, run
-from nfs.stores.clients import make_store
 from nfs.strategies.spec import SHARED, Strategy, TrialPlaces, TrialSettings
 
 MAX_STORE_DELAY_US = 10_000_000
@@ -53,6 +52,10 @@ def _strategy(name: str, store: str, summary: str, blocking: bool = False) -> St
         if args.inflight < 1 or not 0 <= args.store_delay_us <= MAX_STORE_DELAY_US:
             raise ValueError("--inflight must be >= 1 and --store-delay-us in "
                              f"0..{MAX_STORE_DELAY_US}")
+        # Imported here, not at the top: redis-py costs every worker and shim ~0.1 s of
+        # start-up, and only a store strategy's cores use it.
+        from nfs.stores.clients import make_store
+
         client = make_store(store, nf, args.store, args.store_delay_us / 1e6)
         return StoreCore(name, nf, core, n_cores, client, args.inflight, blocking)
 
