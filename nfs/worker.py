@@ -8,8 +8,9 @@ frame or a stop signal, and writes the core's results in ``--out`` (see
 Options every strategy has: the NF (``--nf``, ``--nf-params``), the core's place
 (``--iface``, ``--core``, ``--cores``), its receive queue (``--rcvbuf``, like a NIC RX
 ring: an overloaded core drops frames, which the kernel counts), the spin calibration
-(``--spin-ns``) and ``--health-ms`` (heartbeats to the controller, which resprays when a
-watched core goes silent).
+(``--spin-ns``), ``--health-ms`` (heartbeats to the controller, which resprays when a
+watched core goes silent) and ``--plugin FILE`` (NFs and strategies from a file outside the
+package, :mod:`nfs.plugins`: a lab's student code, a researcher's new strategy).
 
 With ``--replicate-to`` or ``--backup-listen`` a ``single`` core is the primary or the backup
 of a primary-backup pair, kept equal by access-order replay (see :mod:`nfs.cores.replication`).
@@ -27,6 +28,7 @@ from pathlib import Path
 from nfs import NF_CLASSES, make_nf, parse_nf_params
 from nfs.cores import replication
 from nfs.cores.heartbeat import CORE, DEFAULT_HEARTBEAT_MS, Heartbeat
+from nfs.plugins import add_plugin_flag, preload_plugins
 from nfs.strategies import get, names
 from sequencer.dataplane import SOCKET_BUFFER, check_places, run_until_stopped
 from sequencer.wire import header as h
@@ -54,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="primary-backup: be the backup, taking the primary's log there")
     parser.add_argument("--heartbeat-ms", type=float, default=DEFAULT_HEARTBEAT_MS,
                         help="primary-backup: send a heartbeat frame this often (0: none)")
+    add_plugin_flag(parser)
     return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The common options, then the chosen strategy's own (it adds them to the parser)."""
+    preload_plugins(argv, "worker")
     parser = build_parser()
     known, _rest = parser.parse_known_args(argv)
     get(known.strategy).add_flags(parser.add_argument_group(f"{known.strategy} strategy"))

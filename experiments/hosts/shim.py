@@ -5,7 +5,9 @@ It asks the strategy registry how to spray (``--strategy``: the strategy's ``spr
 the NF whose records the history carries (``--nf``, ``--nf-params``), hands both to
 :class:`sequencer.shim.Sequencer` and runs it between the switch's two shim ports until a
 stop signal; then it writes the ground truth (``sequenced.pcap``, ``sequenced.csv``,
-``shim.json``) in ``--out``.
+``shim.json``) in ``--out``. A ``--plugin`` file (:mod:`nfs.plugins`) may declare NFs,
+strategies and a ``SEQUENCER`` class that replaces :class:`~sequencer.shim.Sequencer` (a
+lab's student sequencer).
 
 Run: ``python -m experiments.hosts.shim --in-iface seq-eth0 --out-iface seq-eth1 --cores 4
 --nf ddos --strategy scr --out DIR``. Bad options end it with one line and exit status 2.
@@ -19,12 +21,14 @@ from collections import Counter
 from pathlib import Path
 
 from nfs import NF_CLASSES, make_nf, parse_nf_params
+from nfs.plugins import add_plugin_flag, plugin_sequencer, preload_plugins
 from nfs.strategies import get, names
 from sequencer.dataplane import check_places, run_until_stopped
 from sequencer.shim import Sequencer, run, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
+    modules = preload_plugins(argv, "shim")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-iface", required=True, help="interface the switch feeds")
     parser.add_argument("--out-iface", required=True, help="interface towards the cores")
@@ -39,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="fault injection, to test the oracle: send these packets with "
                              "their oldest history record withheld")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
+    add_plugin_flag(parser)
     args = parser.parse_args(argv)
     try:
         nf = make_nf(args.nf, **parse_nf_params(args.nf_params))
-        seq = Sequencer(nf, args.cores, get(args.strategy).spray, args.loss, args.loss_seed,
+        sequencer = plugin_sequencer(modules) or Sequencer
+        seq = sequencer(nf, args.cores, get(args.strategy).spray, args.loss, args.loss_seed,
                         args.withhold)
         check_places(args.out, args.in_iface, args.out_iface)  # after the values
     except ValueError as err:

@@ -25,6 +25,7 @@ from controller.dispatch import DEFAULT_FAILOVER_TIMEOUT_MS
 from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE, DEFAULT_PERIOD_US, quota_us
 from nfs import make_nf
 from nfs.cores.store import DEFAULT_INFLIGHT
+from nfs.plugins import load_plugins
 from nfs.strategies import get as get_strategy
 from topologies.scr_topo import PortPlan
 
@@ -70,8 +71,13 @@ class TrialConfig:
     #: Fault injection, to test the oracle on a live run: the shim sends these packets with
     #: their oldest history record withheld (see experiments.hosts.shim --withhold).
     withhold: tuple[int, ...] = ()
+    #: Python files declaring NFs, strategies or a sequencer (``nfs.plugins``): loaded here
+    #: and by every worker and the shim (a lab's student code).
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self):
+        self.plugins = tuple(str(Path(p).resolve()) for p in self.plugins)
+        load_plugins(self.plugins)  # before the names below are looked up
         strategy = get_strategy(self.strategy)  # ValueError for an unknown one
         strategy.check_cores(self.cores)
         if self.rate_pps <= 0:

@@ -197,6 +197,10 @@ class Testbed:
             strategy_args += ("--health-ms", DEFAULT_HEARTBEAT_MS)
         if c.spin_ns:
             strategy_args += ("--spin-ns", c.spin_ns)
+        # Plugins (nfs.plugins) load in the workers and the shim; a store knows only the
+        # package's NFs (it sits below the plugins' layer).
+        plugins = tuple(arg for path in c.plugins for arg in ("--plugin", path))
+        nf_args = (*plugins, *nf_args)
         self._worker_args = (*nf_args, *strategy_args, "--rcvbuf", c.rx_queue_bytes)
         for i in range(c.cores):
             self.workers.append(self._start_worker(i))

@@ -2,7 +2,8 @@
 
 Adding a strategy is one module in this package (it declares a :class:`~.spec.Strategy`
 as ``STRATEGY``, or several as ``STRATEGIES``) and one line in :data:`MODULES`. A test
-may :func:`register` a strategy of its own for the duration of a ``with`` block.
+may :func:`register` a strategy of its own for the duration of a ``with`` block; a plugin
+(:mod:`nfs.plugins`) may :func:`add` one for good.
 
 Caveat: the registry is a module-level dict; registering is not thread-safe (nothing
 registers at run time but tests).
@@ -29,15 +30,17 @@ def _declared(module: ModuleType) -> tuple[Strategy, ...]:
     return tuple(module.STRATEGIES)
 
 
-def _add(strategy: Strategy) -> None:
-    if strategy.name in _REGISTRY:
+def add(strategy: Strategy) -> None:
+    """Register ``strategy`` for good (a plugin's, :mod:`nfs.plugins`); ValueError if its
+    name is taken by another strategy."""
+    if _REGISTRY.get(strategy.name, strategy) is not strategy:
         raise ValueError(f"strategy {strategy.name!r} is registered twice")
     _REGISTRY[strategy.name] = strategy
 
 
 for _module in MODULES:
     for _strategy in _declared(_module):
-        _add(_strategy)
+        add(_strategy)
 
 
 def names() -> tuple[str, ...]:
@@ -57,7 +60,9 @@ def get(name: str) -> Strategy:
 @contextlib.contextmanager
 def register(strategy: Strategy) -> Iterator[Strategy]:
     """Register ``strategy`` for the ``with`` block (tests: a toy strategy)."""
-    _add(strategy)
+    if strategy.name in _REGISTRY:
+        raise ValueError(f"strategy {strategy.name!r} is registered twice")
+    add(strategy)
     try:
         yield strategy
     finally:
