@@ -35,7 +35,7 @@ TESTBED_MODULES = ("nfs.worker", "experiments.hosts.shim", "experiments.hosts.si
                    "experiments/async_latency.py", "experiments/failover.py",
                    "experiments.failover", "experiments/core_failover.py",
                    "experiments/soak.py", "experiments/loss_sweep.py",
-                   "experiments/bench_failover.py")
+                   "experiments/bench_failover.py", "labs.kit", "sequencer.dissect")
 
 
 def leftovers() -> dict[str, list[str]]:

@@ -1,0 +1,126 @@
+"""The labs' grader: every failure is one line in the student's terms, and it can fail.
+
+Lab 4 (the fast-forward) is graded offline here, on a copy of its folder: the pristine
+starter fails with its first TODO, the solution passes, and a bug injected into the solution
+(records applied newest first, a record skipped, ``applied`` never advanced) is caught with
+the line that names it. ``explain`` and ``crash_line`` turn exceptions and crashed workers'
+logs into one line; ``first_record_error`` names a replica's first wrong record.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from labs.kit.checks import first_record_error
+from labs.kit.grading import LabFailure, crash_line, explain, grade
+
+LAB4 = Path(__file__).resolve().parents[3] / "labs" / "04-fast-forward"
+
+
+@pytest.fixture
+def lab4(tmp_path):
+    """A copy of lab 4 whose student file is the solution (bugs get injected into it)."""
+    lab = tmp_path / "lab"
+    shutil.copytree(LAB4, lab)
+    shutil.copy(lab / "solution" / "fast_forward.py", lab / "fast_forward.py")
+    return lab
+
+pytestmark = pytest.mark.usefixtures("restore_registries")
+
+
+def graded(lab: Path, tmp_path: Path, capsys, solution: bool = False) -> tuple[int, list[str]]:
+    rc = grade(lab, solution, tmp_path / "results", offline_only=True)
+    out = capsys.readouterr().out.splitlines()
+    assert not any("Traceback" in line for line in out)
+    return rc, [line for line in out if line.startswith("FAIL")]
+
+
+def test_the_pristine_starter_fails_on_its_first_todo(tmp_path, capsys):
+    rc, fails = graded(LAB4, tmp_path, capsys)
+    assert rc == 1 and len(fails) == 1
+    assert fails[0].startswith("FAIL fast_forward.py, line ") and "TODO 1" in fails[0]
+
+
+def test_the_solution_passes_offline(tmp_path, capsys):
+    rc, fails = graded(LAB4, tmp_path, capsys, solution=True)
+    assert rc == 0 and fails == []
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("for record_seq in records_to_apply(self.applied, first, seq):",
+     "for record_seq in reversed(records_to_apply(self.applied, first, seq)):",
+     "applied seq 3 before seq 1: records must be applied oldest first"),
+    ("            self.apply_record(record_seq, fields)",
+     "            if record_seq != 41:\n                self.apply_record(record_seq, fields)",
+     "missed the record of seq 41"),
+    ("        self.applied = max(self.applied, seq - 1)", "",
+     "`applied` must be seq - 1"),
+    ("return range(max(first, applied + 1), seq)", "return range(first, seq)",
+     "records up to `applied` are in the state already"),
+    ("(record_seq - first) * record_size", "(record_seq - first + 1) * record_size",
+     "the records start right after the SCR header"),
+])
+def test_an_injected_bug_is_named(lab4, tmp_path, capsys, old, new, message):
+    path = lab4 / "fast_forward.py"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    rc, fails = graded(lab4, tmp_path, capsys)
+    assert rc == 1 and len(fails) == 1 and message in fails[0], fails
+
+
+def test_an_exception_in_the_students_code_is_its_line(lab4, tmp_path, capsys):
+    path = lab4 / "fast_forward.py"
+    path.write_text(path.read_text().replace(
+        "            fields = self._unpack_record(frame, offset)",
+        "            fields = self._unpack_record(frame, offset)\n            {}['x']"))
+    rc, fails = graded(lab4, tmp_path, capsys)
+    assert rc == 1 and fails[0].startswith("FAIL fast_forward.py, line ")
+    assert "raised KeyError" in fails[0]
+
+
+def test_a_student_file_that_does_not_import_is_one_line(lab4, tmp_path, capsys):
+    (lab4 / "fast_forward.py").write_text("def broken(:\n")
+    rc, fails = graded(lab4, tmp_path, capsys)
+    assert rc == 1 and fails == ["FAIL fast_forward.py, line 1: syntax error: invalid syntax"]
+
+
+def test_explain_names_the_grader_when_the_bug_is_not_the_students(tmp_path):
+    assert explain(LabFailure("wrong"), []) == "wrong"
+    try:
+        {}["key"]
+    except KeyError as err:
+        line = explain(err, [tmp_path / "student.py"])
+    assert line.startswith("the grader failed (KeyError") and "bug in the lab" in line
+
+
+def test_crash_line_reads_a_crashed_workers_log(tmp_path):
+    student = tmp_path / "fast_forward.py"
+    (tmp_path / "core2.log").write_text(
+        "Traceback (most recent call last):\n"
+        '  File "/x/nfs/cores/base.py", line 40, in run\n    core.handle(frame)\n'
+        f'  File "{student}", line 12, in _fast_forward\n    1 / 0\n'
+        "ZeroDivisionError: division by zero\n")
+    (tmp_path / "core0.log").write_text("fine\n")
+    assert crash_line(tmp_path, [student]) == (
+        "core2 crashed in fast_forward.py, line 12: ZeroDivisionError: division by zero")
+    assert crash_line(tmp_path / "nothing", [student]) is None
+
+
+def test_first_record_error_names_the_first_wrong_record():
+    fields = {s: (s * 10,) for s in range(10)}.get
+    good = [(s, (s * 10,)) for s in (1, 2, 3, 5)]
+    assert first_record_error(0, good, [1, 2, 3, 5], fields) is None
+    assert "missed the record of seq 3" in first_record_error(
+        0, good[:2] + good[3:], [1, 2, 3, 5], fields)
+    assert "applied the record of seq 2 twice" in first_record_error(
+        0, good[:2] + [good[1]] + good[2:], [1, 2, 3, 5], fields)
+    assert "applied seq 3 before seq 2" in first_record_error(
+        0, [good[0], good[2], good[1], good[3]], [1, 2, 3, 5], fields)
+    assert "wrong fields (those of seq 1)" in first_record_error(
+        0, [good[0], (2, (10,)), good[2], good[3]], [1, 2, 3, 5], fields)
+    assert "although it processed that packet itself" in first_record_error(
+        0, [*good, (6, (60,))], [1, 2, 3, 5], fields)
