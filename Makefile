@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := mininet openvswitch-switch python3-venv python3-pip python-is-python3 \
-                iproute2 net-tools ethtool make git redis-server
+                iproute2 net-tools ethtool make git redis-server tshark
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
 .PHONY: setup apt venv ovs demo test lint unit emulation clean-results
