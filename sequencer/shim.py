@@ -63,6 +63,7 @@ kernel refused (full socket buffer) and the fidelity check must watch it.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import random
 import time
@@ -360,6 +361,9 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path, strategy: str) 
             "tx_errors": stats["tx_errors"],
             "rx_dropped": seq.rx_dropped,
             "strategy": strategy,
+            # Which class sequenced, and from which file: a plugin's (a lab's) or this one.
+            "sequencer": {"class": type(seq).__qualname__,
+                          "file": inspect.getfile(type(seq))},
             "mode": seq.mode,
             "loss_rate": seq.loss_rate,
             "injected_loss": len(seq.lost),

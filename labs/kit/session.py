@@ -231,8 +231,11 @@ class Session:
 
     def _judge(self, config: TrialConfig, run_dir: Path, window: dict) -> None:
         crash = crash_line(run_dir, self.grade.student_paths())
-        if crash:  # the student's code raised in a core: say where, whatever the oracle says
+        if crash:  # a process died: what the oracle says of the rest would mislead
             print(f"*** {crash}")
+            print("oracle: not judged: a process crashed (fix it, then send again)")
+            self.last_dir, self.last_result = run_dir, None
+            return
         try:
             result = collect(config, self.trace, run_dir, window)
         except TrialError as err:
