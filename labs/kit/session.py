@@ -133,7 +133,7 @@ def oracle_summary(result: dict) -> str:
     if result["check_equivalent"]:
         verdict = "EQUIVALENT to one core processing the packets in sequence"
     elif result["check_consistent"]:
-        verdict = "consistent, modulo records lost everywhere (not equivalent)"
+        verdict = "consistent: equal but for the gaps ground truth explains (not equivalent)"
     else:
         verdict = "NOT equivalent"
     return f"oracle: {verdict} ({len(result['check_problems'])} problems)"
