@@ -63,6 +63,8 @@ class RunSpec:
     flows: int = 40
     skew: float = 1.0
     trace: dict = field(default_factory=dict)  # any other TraceSpec field
+    #: The lab's own trace instead of a TraceSpec's (a SYN flood, a crafted order), as frames.
+    frames: Callable[[], list[bytes]] | None = None
     calibrated: bool = True  # give the NF its calibrated costs (µs of CPU time)
     config: dict = field(default_factory=dict)  # any other TrialConfig field
 

@@ -153,8 +153,9 @@ class Session:
             calibrated=spec.calibrated, nf=spec.nf, strategy=spec.strategy, cores=spec.cores,
             rate_pps=spec.rate_pps, packets=spec.packets, **spec.config)
         self.trace = self.out_dir / "trace.pcap"
-        write_pcap(self.trace, make_trace(TraceSpec(
-            packets=spec.packets, flows=spec.flows, skew=spec.skew, **spec.trace)))
+        frames = spec.frames() if spec.frames else make_trace(TraceSpec(
+            packets=spec.packets, flows=spec.flows, skew=spec.skew, **spec.trace))
+        write_pcap(self.trace, frames[:spec.packets])
         write_config(self.out_dir, {"lab": lab.name, "plugins": list(self.config.plugins)},
                      config=self.config.__dict__)
         self.runs = 0
@@ -243,7 +244,7 @@ class Session:
             self.last_dir, self.last_result = run_dir, None
             return
         self.last_dir, self.last_result = run_dir, result
-        print(tabulate([(k, result[k]) for k in (
+        print(tabulate([(k, str(result[k])) for k in (
             "offered_pps", "delivered_pps", "loss", "faithful")], tablefmt="plain"))
         print(oracle_summary(result) + " - type 'oracle' for details, "
               "'counters' for each core, 'dissect 0' for core 0's frames")
