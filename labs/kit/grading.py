@@ -116,6 +116,7 @@ class Grade:
         self.module: ModuleType | None = None
         self._costs: Costs | None = None
         self._trials = 0
+        self.last_trial_dir: Path | None = None  # the folder of the last live trial
 
     # -- the student's work --
     def path(self, name: str | None = None) -> Path:
@@ -191,6 +192,7 @@ class Grade:
         in a worker or the shim) fails the check with the crash's line."""
         self._trials += 1
         out = self.out_dir / f"trial{self._trials:02d}{'-' + label if label else ''}"
+        self.last_trial_dir = out
         try:
             result = run_trial(config, trace, out)
         except TrialError as err:

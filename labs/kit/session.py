@@ -245,7 +245,8 @@ class Session:
             return
         self.last_dir, self.last_result = run_dir, result
         print(tabulate([(k, str(result[k])) for k in (
-            "offered_pps", "delivered_pps", "loss", "faithful")], tablefmt="plain"))
+            "offered_pps", "delivered_pps", "loss", "faithful")], tablefmt="plain",
+            disable_numparse=True))
         print(oracle_summary(result) + " - type 'oracle' for details, "
               "'counters' for each core, 'dissect 0' for core 0's frames")
         (run_dir / "session.json").write_text(json.dumps({"run": self.runs}) + "\n")
