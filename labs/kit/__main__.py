@@ -1,6 +1,7 @@
-"""``python -m labs.kit run|check LAB_DIR [--solution]``: what a lab's Makefile calls.
+"""``python -m labs.kit run|check|measure LAB_DIR [--solution]``: what a lab's Makefile calls.
 
 * ``run``: the lab's pipeline and the Mininet CLI (:mod:`labs.kit.session`);
+* ``measure``: the measurement a lab asks the student to make (``Lab.measure``), printed;
 * ``check``: grade the student's files in ``LAB_DIR`` (``--solution``: those in
   ``LAB_DIR/solution``) with the lab's checks (:mod:`labs.kit.grading`); ``--offline``
   runs only the checks that need no network.
@@ -17,14 +18,27 @@ from pathlib import Path
 
 from experiments.analysis.errors import TrialError
 from experiments.runtime.preflight import EnvironmentProblem, check_environment
-from labs.kit.grading import LabFailure, grade, load_lab
+from experiments.runtime.results import new_run_dir
+from labs.kit.grading import Grade, LabFailure, grade, load_lab
 from labs.kit.session import Session
+
+
+def measure(lab, lab_dir: Path, solution: bool, results_root: Path | None) -> int:
+    """Run the lab's measurement (live) with the student's files and print its lines."""
+    if lab.measure is None:
+        raise ValueError(f"lab {lab.number} has nothing to measure (make check grades it)")
+    g = Grade(lab, lab_dir, solution, new_run_dir(f"labs/{lab.name}-measure", results_root))
+    g.load()
+    print(f"Lab {lab.number}: measuring (trials in {g.out_dir}) ...", flush=True)
+    for line in lab.measure(g):
+        print(line, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labs.kit", description=__doc__.split(
         "\n\n")[0])
-    parser.add_argument("action", choices=("run", "check"))
+    parser.add_argument("action", choices=("run", "check", "measure"))
     parser.add_argument("lab_dir", type=Path, help="the lab's folder (labs/NN-name)")
     parser.add_argument("--solution", action="store_true",
                         help="use the files in the lab's solution/ folder")
@@ -40,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             return grade(args.lab_dir, args.solution, args.results_dir, args.offline)
         check_environment()
         lab = load_lab(args.lab_dir)
+        if args.action == "measure":
+            return measure(lab, args.lab_dir, args.solution, args.results_dir)
         Session(lab, args.lab_dir, args.solution, args.results_dir).serve()
         return 0
     except LabFailure as err:  # the student's file does not load: the pipeline cannot run

@@ -89,6 +89,8 @@ class Lab:
     checks: tuple[Check, ...]
     run: RunSpec = RunSpec()
     plugin: bool = True  # load files[0] as a plugin (False: e.g. a lab of answers only)
+    #: ``make measure``: the lab's measurement for the student, as lines to print (live).
+    measure: Callable[[Grade], list[str]] | None = None
 
     @property
     def name(self) -> str:
@@ -127,13 +129,13 @@ class Grade:
     def plugins(self) -> tuple[str, ...]:
         return (str(self.path()),) if self.lab.plugin else ()
 
-    def load(self) -> ModuleType | None:
-        """Import the student's main file as a plugin (the grader does it first)."""
-        if self.lab.plugin:
-            try:
-                self.module = load_plugin(self.path())
-            except ValueError as err:
-                self.fail(str(err))
+    def load(self) -> ModuleType:
+        """Import the student's main file (the grader does it first): as a plugin, or, for a
+        lab whose file declares nothing the testbed runs (``plugin=False``), as a module."""
+        try:
+            self.module = (load_plugin if self.lab.plugin else import_file)(self.path())
+        except ValueError as err:
+            self.fail(str(err))
         return self.module
 
     def answers(self) -> dict:
@@ -263,12 +265,6 @@ def grade(lab_dir: Path, solution: bool = False, results_root: Path | None = Non
     which = "the solution" if solution else "your code"
     print(f"Lab {lab.number}: {lab.title} - grading {which} ({g.code_dir})", flush=True)
     checks = [c for c in lab.checks if not (offline_only and c.live)]
-    if any(c.live for c in checks):
-        try:
-            check_environment()
-        except EnvironmentProblem as err:
-            print(f"cannot grade the live checks: {err}", file=sys.stderr)
-            return 2
     try:
         g.load()
     except LabFailure as err:
@@ -276,6 +272,12 @@ def grade(lab_dir: Path, solution: bool = False, results_root: Path | None = Non
         return 1
     for i, check in enumerate(checks, 1):
         print(f"[{i}/{len(checks)}] {check.name} ...", flush=True)
+        if check.live and not any(c.live for c in checks[:i - 1]):
+            try:  # only now: an offline failure needs no network, nor a free machine
+                check_environment()
+            except EnvironmentProblem as err:
+                print(f"cannot grade the live checks: {err}", file=sys.stderr)
+                return 2
         try:
             check.run(g)
         except Exception as err:  # every failure is one line; see explain()

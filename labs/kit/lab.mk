@@ -2,6 +2,7 @@
 #   make run             the lab's pipeline on a real network, then the Mininet CLI
 #   make check           grade your code in this folder (one line per failure)
 #   make solution-check  the same grading on solution/
+#   make measure         the measurement the lab asks for (labs that ask for one)
 # Each target first runs the testbed's set-up (idempotent: fast when it is done).
 # RESULTS=DIR puts the results folders under DIR instead of the checkout's results/.
 
@@ -11,7 +12,7 @@ PY := $(ROOT)/.venv/bin/python
 KIT := $(PY) -m labs.kit
 KIT_ARGS := $(if $(RESULTS),--results-dir $(RESULTS))
 
-.PHONY: run check solution-check setup
+.PHONY: run check solution-check measure setup
 
 setup:
 	@$(MAKE) --no-print-directory -s -C $(ROOT) setup
@@ -24,3 +25,6 @@ check: setup
 
 solution-check: setup
 	@$(KIT) check $(LAB_DIR) --solution $(KIT_ARGS)
+
+measure: setup
+	@$(KIT) measure $(LAB_DIR) $(KIT_ARGS)

@@ -147,7 +147,8 @@ class Session:
         self.lab = lab
         self.out_dir = new_run_dir(f"labs/{lab.name}-run", results_root)
         self.grade = Grade(lab, lab_dir, solution, self.out_dir)
-        self.grade.load()
+        if lab.plugin:  # the workers and the shim will load it: it must load here first
+            self.grade.load()
         spec = lab.run
         self.config: TrialConfig = self.grade.config(
             calibrated=spec.calibrated, nf=spec.nf, strategy=spec.strategy, cores=spec.cores,
@@ -244,9 +245,11 @@ class Session:
             self.last_dir, self.last_result = run_dir, None
             return
         self.last_dir, self.last_result = run_dir, result
-        print(tabulate([(k, str(result[k])) for k in (
-            "offered_pps", "delivered_pps", "loss", "faithful")], tablefmt="plain",
-            disable_numparse=True))
+        keys = ["offered_pps", "delivered_pps", "loss", "faithful"]
+        if not result["faithful"]:  # why: the rule that fired and the machine's idle time
+            keys += [k for k in ("bottleneck", "machine_idle") if k in result]
+        print(tabulate([(k, str(result[k])) for k in keys], tablefmt="plain",
+                       disable_numparse=True))
         print(oracle_summary(result) + " - type 'oracle' for details, "
               "'counters' for each core, 'dissect 0' for core 0's frames")
         (run_dir / "session.json").write_text(json.dumps({"run": self.runs}) + "\n")
