@@ -16,7 +16,7 @@ Checks, in order:
 3. offline: the answers from the formula (the Zipf share of the hottest key, the ceiling
    ``min(N, 1/p1)`` in units of one core's capacity);
 4. live: shard's capacity on 1 and on 4 cores at skew 2 (:func:`measure_ceiling`, also run
-   by ``measure.py``), compared with the student's measured hot-core share, measured ratio
+   by ``make measure``), compared with the student's measured hot-core share, measured ratio
    and predicted ceiling.
 
 Caveats: the live measurement uses the package's ``hh`` NF on ``make run``'s trace, not the
@@ -87,7 +87,7 @@ ANSWER_HINTS = {
     "ceiling_skew0": f"shard's MLFFR on {CORES} cores at skew 0, as a multiple of one core's",
     "ceiling_skew2": f"shard's MLFFR on {CORES} cores at skew 2, as a multiple of one core's",
     "hot_core_share": "the busiest core's share of the packets in make run (counters)",
-    "measured_ratio": "what measure.py prints: shard's capacity on 4 cores / on 1 core",
+    "measured_ratio": "what make measure prints: shard's capacity on 4 cores / on 1 core",
 }
 
 
@@ -388,12 +388,12 @@ def check_measured(g: Grade) -> None:
         if off_measured > RATIO_TOLERANCE:
             problem = (f"answers.toml: measured_ratio = {measured:g}, but the check "
                        f"measured {m.ratio:.2f} (tolerance {RATIO_TOLERANCE:.0%}): run "
-                       "measure.py and copy the ratio on its last line")
+                       "make measure and copy the ratio on its last line")
         else:  # the prediction passed check 3: the measurement is what disagrees
             problem = (f"the check measured {m.ratio:.2f} x one core, more than "
                        f"{RATIO_TOLERANCE:.0%} from your ceiling_skew2 = {predicted:g} "
                        "(which follows the formula): the machine may be too busy to "
-                       "measure; run measure.py again, and tell your teacher if the two "
+                       "measure; run make measure again, and tell your teacher if the two "
                        "keep disagreeing")
         # A measured_ratio far off is a wrong answer, not noise: no second measurement.
         if attempt == 2 or off_measured > 2 * RATIO_TOLERANCE:
@@ -402,6 +402,7 @@ def check_measured(g: Grade) -> None:
 
 
 LAB = Lab(
+    measure=lambda g: measure_ceiling(g).lines(),
     number=2, title="Sharding under skew: RSS hash fields and the hot core's ceiling",
     files=("sharding.py",),
     checks=(
