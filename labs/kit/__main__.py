@@ -25,8 +25,6 @@ from labs.kit.session import Session
 
 def measure(lab, lab_dir: Path, solution: bool, results_root: Path | None) -> int:
     """Run the lab's measurement (live) with the student's files and print its lines."""
-    if lab.measure is None:
-        raise ValueError(f"lab {lab.number} has nothing to measure (make check grades it)")
     g = Grade(lab, lab_dir, solution, new_run_dir(f"labs/{lab.name}-measure", results_root))
     g.load()
     print(f"Lab {lab.number}: measuring (trials in {g.out_dir}) ...", flush=True)
@@ -52,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "check":
             return grade(args.lab_dir, args.solution, args.results_dir, args.offline)
-        check_environment()
         lab = load_lab(args.lab_dir)
+        if args.action == "measure" and lab.measure is None:
+            raise ValueError(f"lab {lab.number} has nothing to measure (make check grades it)")
+        check_environment()
         if args.action == "measure":
             return measure(lab, args.lab_dir, args.solution, args.results_dir)
         Session(lab, args.lab_dir, args.solution, args.results_dir).serve()

@@ -121,6 +121,10 @@ class LabCLI(CLI):
             print("no run yet: send a trace first")
             return
         print(oracle_summary(result))
+        if "check_access_order" in result:  # a store strategy: its one-at-a-time order too
+            print(f"access order: the store's final state "
+                  f"{'equals' if result['check_access_order'] else 'does NOT equal'} its "
+                  "recorded access order replayed one at a time")
         for problem in result["check_problems"]:
             print(f"  - {problem}")
 

@@ -124,3 +124,15 @@ def test_first_record_error_names_the_first_wrong_record():
         0, [good[0], (2, (10,)), good[2], good[3]], [1, 2, 3, 5], fields)
     assert "although it processed that packet itself" in first_record_error(
         0, [*good, (6, (60,))], [1, 2, 3, 5], fields)
+
+
+def test_the_kit_cli_refuses_bad_usage_with_one_line(tmp_path, capsys):
+    from labs.kit.__main__ import main
+
+    assert main(["measure", str(LAB4)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "labs: lab 4 has nothing to measure (make check grades it)")
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "is not a lab folder (it has no lab.py)" in capsys.readouterr().err
