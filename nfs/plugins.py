@@ -29,7 +29,7 @@ from types import ModuleType
 
 from nfs import NF_CLASSES
 from nfs.base import NetworkFunction
-from nfs.strategies.registry import add
+from nfs.strategies.registry import add, get, names
 from nfs.strategies.spec import Strategy
 
 _LOADED: dict[Path, ModuleType] = {}
@@ -85,20 +85,29 @@ def where(err: BaseException, path: Path) -> str:
 
 
 def _register(module: ModuleType, path: Path) -> None:
-    for nf_name, cls in getattr(module, "NF_CLASSES", {}).items():
+    """Check everything the plugin declares, then register it all (never half of it)."""
+    nf_classes = getattr(module, "NF_CLASSES", {})
+    if not isinstance(nf_classes, dict):
+        raise ValueError(f"{path.name}: NF_CLASSES must be a dict of name -> NF class")
+    for nf_name, cls in nf_classes.items():
         if not (isinstance(cls, type) and issubclass(cls, NetworkFunction)):
             raise ValueError(f"{path.name}: NF_CLASSES[{nf_name!r}] is not a NetworkFunction "
                              "subclass")
         if NF_CLASSES.get(nf_name, cls) is not cls:
             raise ValueError(f"{path.name}: NF name {nf_name!r} is taken")
-        NF_CLASSES[nf_name] = cls
     strategies = getattr(module, "STRATEGIES", ())
+    if not isinstance(strategies, list | tuple):
+        raise ValueError(f"{path.name}: STRATEGIES must be a list of Strategy objects")
     if hasattr(module, "STRATEGY"):
         strategies = (module.STRATEGY, *strategies)
     for strategy in strategies:
         if not isinstance(strategy, Strategy):
             raise ValueError(f"{path.name}: STRATEGY must be a nfs.strategies.Strategy, not "
                              f"{type(strategy).__name__}")
+        if strategy.name in names() and get(strategy.name) is not strategy:
+            raise ValueError(f"strategy {strategy.name!r} is registered twice")
+    NF_CLASSES.update(nf_classes)
+    for strategy in strategies:
         add(strategy)
 
 

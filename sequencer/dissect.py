@@ -551,8 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         print(LUA_SCRIPT)
         return 0
     # Scapy logs warnings (an unknown pcapng block, a missing route) on stderr; errors here
-    # are one line of ours.
-    logging.getLogger("scapy").setLevel(logging.ERROR)
+    # are one line of ours. Only for this call: a caller in the same process (a test, the
+    # trace importer, which collects Scapy's warnings) keeps its own level.
+    scapy_log = logging.getLogger("scapy")
+    level = scapy_log.level
+    scapy_log.setLevel(logging.ERROR)
     try:
         return run(args)
     except UsageError as err:
@@ -565,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         # the failed flush of stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        scapy_log.setLevel(level)
 
 
 if __name__ == "__main__":

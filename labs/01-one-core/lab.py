@@ -35,14 +35,12 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
-from types import ModuleType
 
 from experiments.analysis.collect import read_result
 from experiments.runtime.capacity import measure_capacity
 from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 from labs.kit import Check, Grade, Lab, LabFailure, RunSpec
-from nfs.plugins import import_file
 
 THRESHOLD = 0.04  # the MLFFR's loss threshold (the paper's artifact; mlffr.THRESHOLD)
 TRIAL_PACKETS = 2000  # what one `send` replays: the trial length the README asks for
@@ -57,16 +55,6 @@ BOTTLENECKS = ("generator", "shim", "sink", "ovs", "cpu")  # analysis/fidelity.p
 
 
 # -- the student's file ---------------------------------------------------------------------
-
-def student(g: Grade) -> ModuleType:
-    """The student's ``mlffr.py`` (not a plugin: it declares no NF nor strategy)."""
-    if g.module is None:
-        try:
-            g.module = import_file(g.path())
-        except ValueError as err:
-            g.fail(str(err))
-    return g.module
-
 
 # -- 1. answers.toml -------------------------------------------------------------------------
 
@@ -136,7 +124,7 @@ class Script:
 
 
 def check_faithful_loss(g: Grade) -> None:
-    module = student(g)
+    module = g.module
     cases = [  # (points measure returns, retries, what faithful_loss must return)
         ([(0.10, True)], 2, 0.10),
         ([(0.00, False), (0.02, True)], 2, 0.02),
@@ -332,7 +320,7 @@ def judge_search(core: SimCore, what: str, lo: float, hi: float, kwargs: dict,
 
 
 def check_find_mlffr(g: Grade) -> None:
-    module = student(g)
+    module = g.module
     for what, make, lo, hi, kwargs in SEARCH_CASES:
         core = make()
         got = module.find_mlffr(core, lo, hi, **kwargs)

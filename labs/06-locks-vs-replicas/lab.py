@@ -76,21 +76,10 @@ def case(name: str, **kwargs) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
 
 
-def student(g: Grade):
-    """The student's ``model.py``, imported once. Not as a plugin (``plugin=False``): it
-    declares no NF or strategy, and ``make run`` must work whatever state it is in."""
-    if g.module is None:
-        try:
-            g.module = import_file(g.path())
-        except ValueError as err:  # a syntax error or a crash on import: one line
-            g.fail(str(err))
-    return g.module
-
-
 def call(g: Grade, name: str, **kwargs):
     """The student's ``name(**kwargs)``; a crash becomes one line naming the case (a TODO
     still raises NotImplementedError, which the grader reports as the TODO)."""
-    function = getattr(student(g), name, None)
+    function = getattr(g.module, name, None)
     if not callable(function):
         g.fail(f"model.py has no function {name}: put it back from git")
     try:

@@ -33,7 +33,6 @@ strict claim would fail through no fault of the student's); the seeded draw lose
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -41,7 +40,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from experiments.analysis.offline import run_offline, ts_of
-from labs.kit import Check, Grade, Lab, RunSpec
+from labs.kit import Check, Grade, Lab, RunSpec, flag_option
 from labs.kit.checks import KNOCK_TRACE, knock_trace, write_trace
 from nfs import make_nf
 from nfs.cores.recovery import PeerLog, RecordLog, RecoveringReplica, create_logs, log_path
@@ -528,5 +527,5 @@ LAB = Lab(
                        "service_packets": KNOCK_TRACE.service_packets,
                        "seed": KNOCK_TRACE.seed},
                 flows=KNOCK_TRACE.flows, config={"loss": 0.05, "loss_seed": 3,
-                        "recovery": os.environ.get("RECOVERY", "0") not in ("", "0")}),
+                        "recovery": flag_option("RECOVERY")}),
 )

@@ -31,7 +31,7 @@ no disk), and read Redis back with a client of its own.
 ``make run`` brings up the package's racy ``remote-naive`` strategy by default (the
 README's step 1); ``make run STRATEGY=lab8-remote`` runs the student's, and ``THRESHOLD=N``
 sets the DDoS threshold (default 1000: never reached by the 400-packet trace). These are
-environment variables read here, because the kit's ``make run`` takes no options.
+``make run`` options (``labs.kit.run_option``): a bad value is one line.
 
 Caveats: the race check's interleavings depend on timing, so a naive client could in
 principle get lucky there; it cannot in checks 2 and 3, whose conflicts are made on
@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from collections import Counter
 from contextlib import contextmanager
 
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
-from labs.kit import Check, Grade, Lab, RunSpec
+from labs.kit import Check, Grade, Lab, RunSpec, int_option, run_option
 from nfs import make_nf
 from nfs.ddos import DDoSMitigator
 from nfs.reference import check_access_order
@@ -601,12 +600,13 @@ LAB = Lab(
         Check(f"live at {CORES} cores: equivalent, and Redis's order list replays to its "
               "state", check_live, live=True),
     ),
-    run=RunSpec(nf="ddos", strategy=os.environ.get("STRATEGY", "remote-naive"), cores=CORES,
+    run=RunSpec(nf="ddos", cores=CORES,
+                strategy=run_option("STRATEGY", "remote-naive",
+                                    ("remote-naive", "remote", "lab8-remote")),
                 rate_pps=LIVE["rate_pps"], packets=TRACE.packets, flows=TRACE.flows,
                 skew=TRACE.skew, calibrated=False,
                 trace={"attackers": 0, "knockers": 0, "seed": TRACE.seed},
-                config={"nf_params": {"threshold": int(os.environ.get(
-                            "THRESHOLD", GRADING_THRESHOLD))},
+                config={"nf_params": {"threshold": int_option("THRESHOLD", GRADING_THRESHOLD, 1)},
                         "core_share": LIVE["core_share"], "inflight": INFLIGHT,
                         "store_delay_us": STORE_DELAY_US}),
 )

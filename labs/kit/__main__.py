@@ -26,7 +26,8 @@ from labs.kit.session import Session
 def measure(lab, lab_dir: Path, solution: bool, results_root: Path | None) -> int:
     """Run the lab's measurement (live) with the student's files and print its lines."""
     g = Grade(lab, lab_dir, solution, new_run_dir(f"labs/{lab.name}-measure", results_root))
-    g.load()
+    if lab.plugin:  # the workers load it; a lab's own file (plugin=False) is not needed
+        g.load()
     print(f"Lab {lab.number}: measuring (trials in {g.out_dir}) ...", flush=True)
     for line in lab.measure(g):
         print(line, flush=True)
@@ -64,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, EnvironmentProblem, TrialError) as err:
         print(f"labs: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unusable results folder, a full disk
+        print(f"labs: cannot write the results: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # the testbed has cleaned up by now (its teardown runs first)
+        print("labs: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ lab is for one's own machine, not for grading untrusted code on a shared one.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import tomllib
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
@@ -95,6 +96,35 @@ class Lab:
     @property
     def name(self) -> str:
         return f"lab{self.number:02d}"
+
+
+def run_option(name: str, default: str, choices: tuple[str, ...] = ()) -> str:
+    """An option of ``make run`` (``make run NAME=value``: make passes it to the kit in the
+    environment); ValueError (one line) if it is not one of ``choices``."""
+    value = os.environ.get(name, default)
+    if choices and value not in choices:
+        raise ValueError(f"make run {name}={value}: choose from {', '.join(choices)}")
+    return value
+
+
+def flag_option(name: str) -> bool:
+    """A yes/no option of ``make run`` (``NAME=1``/``0``, ``yes``/``no``), off by default."""
+    value = run_option(name, "0").lower()
+    if value not in ("0", "1", "yes", "no", "true", "false", "on", "off", ""):
+        raise ValueError(f"make run {name}={value}: say 1 or 0")
+    return value in ("1", "yes", "true", "on")
+
+
+def int_option(name: str, default: int, minimum: int = 0) -> int:
+    """An integer option of ``make run`` (at least ``minimum``)."""
+    value = run_option(name, str(default))
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ValueError(f"make run {name}={value}: an integer >= {minimum}, please")
+    return number
 
 
 def load_lab(lab_dir: Path) -> Lab:
@@ -210,7 +240,7 @@ class Grade:
 
 def crash_line(out_dir: Path, student_paths: list[Path]) -> str | None:
     """The first crash in a live trial's process logs, in the student's terms (None)."""
-    names = {p.resolve().name for p in student_paths}
+    paths = {str(p.resolve()) for p in student_paths}
     for log in sorted(Path(out_dir).glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
         if not any(line.startswith("Traceback") for line in lines):
@@ -218,9 +248,10 @@ def crash_line(out_dir: Path, student_paths: list[Path]) -> str | None:
         where = ""
         for line in lines:  # the innermost frame in a student's file
             stripped = line.strip()
-            if stripped.startswith("File ") and any(f'{n}"' in stripped for n in names):
+            if stripped.startswith('File "'):
                 parts = stripped.split(",")
-                where = f"{Path(parts[0][6:-1]).name}, {parts[1].strip()}"
+                if str(Path(parts[0][6:-1]).resolve()) in paths:
+                    where = f"{Path(parts[0][6:-1]).name}, {parts[1].strip()}"
         error = next((line for line in reversed(lines) if line and not line[0].isspace()),
                      "")
         return f"{log.stem} crashed{' in ' + where if where else ''}: {error}"
@@ -245,6 +276,8 @@ def explain(err: BaseException, student_paths: list[Path]) -> str:
     where = student_line(err, student_paths)
     if isinstance(err, NotImplementedError) and where:
         return f"{where}: {err or 'a TODO is not done yet'}"
+    if isinstance(err, SystemExit):
+        return f"{where or 'the code'} called sys.exit({err.code!r}): a lab's code must return"
     if where:
         return f"{where} raised {type(err).__name__}: {err}"
     return (f"the grader failed ({type(err).__name__}: {err}); this is a bug in the lab, "
@@ -280,7 +313,7 @@ def grade(lab_dir: Path, solution: bool = False, results_root: Path | None = Non
                 return 2
         try:
             check.run(g)
-        except Exception as err:  # every failure is one line; see explain()
+        except (Exception, SystemExit) as err:  # every failure is one line; see explain()
             print(f"FAIL {explain(err, g.student_paths())}", flush=True)
             print(f"({i - 1} of {len(checks)} checks passed; results: {out_dir})")
             return 1
@@ -289,7 +322,3 @@ def grade(lab_dir: Path, solution: bool = False, results_root: Path | None = Non
           f"(results: {out_dir})")
     return 0
 
-
-def with_fields(config: TrialConfig, **fields) -> TrialConfig:
-    """``config`` with ``fields`` changed (validated again)."""
-    return replace(config, **fields)

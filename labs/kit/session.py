@@ -207,8 +207,9 @@ class Session:
                     return  # exit or end of input: the Testbed tears everything down
                 packets, rate = cli.send_args
                 bed.config = replace(bed.config, packets=packets, rate_pps=rate)
-                captures = self._start_captures(bed, run_dir)
+                captures: list[subprocess.Popen] = []
                 try:
+                    self._start_captures(bed, run_dir, captures)
                     print(f"*** sending {packets} packets at {rate:g} pps ...", flush=True)
                     bed.send_trace(self.trace)
                 finally:
@@ -221,9 +222,10 @@ class Session:
                             proc.wait()
             self._judge(bed.config, run_dir, bed.window)
 
-    def _start_captures(self, bed: Testbed, run_dir: Path) -> list[subprocess.Popen]:
-        """One capture per core interface, in the NF host, ended by handle after the run."""
-        procs = []
+    def _start_captures(self, bed: Testbed, run_dir: Path,
+                        procs: list[subprocess.Popen]) -> None:
+        """One capture per core interface, in the NF host, added to ``procs`` as each starts
+        (the caller ends them by handle after the run, even if a later one fails to start)."""
         self.captures = {}
         for core in range(bed.config.cores):
             path = run_dir / f"capture-core{core}.pcap"
@@ -233,7 +235,6 @@ class Session:
             procs.append(bed.net[NF].popen(argv, stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL))
             self.captures[core] = path
-        return procs
 
     def _judge(self, config: TrialConfig, run_dir: Path, window: dict) -> None:
         crash = crash_line(run_dir, self.grade.student_paths())

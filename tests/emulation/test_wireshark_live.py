@@ -49,8 +49,7 @@ def start_capture(host, iface: str, pcap: Path, text: Path) -> subprocess.Popen:
         proc = host.popen(
             [sys.executable, "-m", "sequencer.dissect", "--iface", iface, "--count", str(FRAMES),
              "--write", str(pcap), "--record-format", "!I", "--record-names", "src:ip"],
-            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stderr], [], [], 0.2)

@@ -17,7 +17,9 @@ import pytest
 from labs.kit.checks import first_record_error
 from labs.kit.grading import LabFailure, crash_line, explain, grade
 
-LAB4 = Path(__file__).resolve().parents[3] / "labs" / "04-fast-forward"
+LABS_DIR = Path(__file__).resolve().parents[3] / "labs"
+LAB4 = LABS_DIR / "04-fast-forward"
+LABS = sorted(p for p in LABS_DIR.glob("[0-9][0-9]-*") if p.is_dir())
 
 
 @pytest.fixture
@@ -33,9 +35,9 @@ pytestmark = pytest.mark.usefixtures("restore_registries")
 
 def graded(lab: Path, tmp_path: Path, capsys, solution: bool = False) -> tuple[int, list[str]]:
     rc = grade(lab, solution, tmp_path / "results", offline_only=True)
-    out = capsys.readouterr().out.splitlines()
-    assert not any("Traceback" in line for line in out)
-    return rc, [line for line in out if line.startswith("FAIL")]
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return rc, [line for line in captured.out.splitlines() if line.startswith("FAIL")]
 
 
 def test_the_pristine_starter_fails_on_its_first_todo(tmp_path, capsys):
@@ -44,9 +46,28 @@ def test_the_pristine_starter_fails_on_its_first_todo(tmp_path, capsys):
     assert fails[0].startswith("FAIL fast_forward.py, line ") and "TODO 1" in fails[0]
 
 
-def test_the_solution_passes_offline(tmp_path, capsys):
-    rc, fails = graded(LAB4, tmp_path, capsys, solution=True)
+# Every lab offline (lab 8's offline checks start their own redis-server on 127.0.0.1:
+# make setup installs it). The starter and the solution declare the same names, so each is
+# graded in a test of its own (the registries are restored in between).
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_every_pristine_starter_fails_offline_with_one_line(lab, tmp_path, capsys):
+    rc, fails = graded(lab, tmp_path, capsys)
+    assert rc == 1 and len(fails) == 1 and len(fails[0]) > 30, fails
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_every_solution_passes_offline(lab, tmp_path, capsys):
+    rc, fails = graded(lab, tmp_path, capsys, solution=True)
     assert rc == 0 and fails == []
+
+
+def test_a_students_sys_exit_is_one_line(lab4, tmp_path, capsys):
+    path = lab4 / "fast_forward.py"
+    path.write_text(path.read_text().replace(
+        "    return range(max(first, applied + 1), seq)",
+        "    import sys\n    sys.exit('bye')"))
+    rc, fails = graded(lab4, tmp_path, capsys)
+    assert rc == 1 and len(fails) == 1 and "called sys.exit('bye')" in fails[0], fails
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -105,6 +126,15 @@ def test_crash_line_reads_a_crashed_workers_log(tmp_path):
         f'  File "{student}", line 12, in _fast_forward\n    1 / 0\n'
         "ZeroDivisionError: division by zero\n")
     (tmp_path / "core0.log").write_text("fine\n")
+    # A file of the same name elsewhere (experiments/analysis/mlffr.py beside a lab's
+    # mlffr.py) is not the student's.
+    (tmp_path / "core1.log").write_text(
+        "Traceback (most recent call last):\n"
+        '  File "/elsewhere/fast_forward.py", line 3, in f\n    x\n'
+        "NameError: name 'x' is not defined\n")
+    assert crash_line(tmp_path, [student]) == (
+        "core1 crashed: NameError: name 'x' is not defined")
+    (tmp_path / "core1.log").unlink()
     assert crash_line(tmp_path, [student]) == (
         "core2 crashed in fast_forward.py, line 12: ZeroDivisionError: division by zero")
     assert crash_line(tmp_path / "nothing", [student]) is None

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+import nfs
 from experiments.hosts import shim as shim_host
 from nfs import make_nf, plugins, worker
 from nfs.strategies import get, names
@@ -79,6 +80,8 @@ def test_the_worker_and_the_shim_load_plugins_before_their_choices(tmp_path):
      "NF name 'ddos' is taken"),
     ("NF_CLASSES = {'x': int}\n", "is not a NetworkFunction subclass"),
     ("STRATEGY = 'scr'\n", "STRATEGY must be a nfs.strategies.Strategy, not str"),
+    ("NF_CLASSES = ['ddos']\n", "NF_CLASSES must be a dict of name -> NF class"),
+    ("STRATEGIES = 3\n", "STRATEGIES must be a list of Strategy objects"),
 ])
 def test_a_bad_plugin_is_one_line(tmp_path, text, message):
     with pytest.raises(ValueError) as err:
@@ -86,11 +89,12 @@ def test_a_bad_plugin_is_one_line(tmp_path, text, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_taken_strategy_name_is_refused(tmp_path):
+def test_a_taken_strategy_name_is_refused_and_nothing_registered(tmp_path):
     text = PLUGIN.replace('name="toy-plugin"', 'name="scr"').replace("toy-plugin-nf", "toy2")
     with pytest.raises(ValueError, match="'scr' is registered twice"):
         plugins.load_plugin(write(tmp_path, text))
     assert get("scr").summary != "a plugin's strategy"
+    assert "toy2" not in nfs.NF_CLASSES  # the plugin's NF was not registered either
 
 
 def test_a_missing_plugin_ends_the_worker_with_one_line(tmp_path, capsys):
