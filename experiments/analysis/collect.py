@@ -283,10 +283,13 @@ def fidelity_result(config: TrialSettings, files: TrialFiles, window: dict | Non
     """The fidelity verdict of the window the testbed sampled, and every process's CPU."""
     gen, shim, sink = files.gen, files.shim, files.sink
     socket_drops = {"shim": shim.get("rx_dropped", 0), "sink": sink.get("rx_dropped", 0)}
+    # Frames sent that the shim never saw and no counter explains (the fidelity's "path").
+    arrived = shim.get("sequenced", 0) + shim.get("malformed_total", 0) + socket_drops["shim"]
+    lost = max(0, gen.get("sent", 0) - arrived)
     if window:
         fid = assess(window["before"], window["after"], target_pps=config.rate_pps,
                      offered_pps=gen["offered_pps"], socket_drops=socket_drops,
-                     generator_busy=gen.get("busy"))
+                     generator_busy=gen.get("busy"), lost_before_shim=lost)
     else:
         fid = {"faithful": None, "bottleneck": "not measured"}
     return {

@@ -16,7 +16,11 @@ A component is a bottleneck when
 * **ovs**: ovs-vswitchd was busy more than ``max_busy`` of one CPU (in the userspace datapath
   one thread forwards every hop), or a switch port dropped frames;
 * **cpu**: the whole machine had less than ``min_idle`` of its CPU time idle, so everything,
-  the infrastructure included, was starved (Mininet-HiFi's fidelity rule of thumb).
+  the infrastructure included, was starved (Mininet-HiFi's fidelity rule of thumb);
+* **path**: frames the generator sent never reached the shim, and no counter saw them go
+  (``lost_before_shim``: sent − sequenced − malformed − the shim's socket drops). Found at
+  tens of thousands of pps, where a third of the frames vanished on the way while every
+  other rule held: a loss the NF cores never saw cannot be theirs.
 
 Caveat: thresholds are judgement calls, kept in one place (``Thresholds``) and written to
 every trial's ``trial.json``; busy fractions are averages over the sending window, so a
@@ -51,7 +55,7 @@ class Sample:
 
 def assess(before: Sample, after: Sample, *, target_pps: float, offered_pps: float,
            socket_drops: dict[str, int], generator_busy: float | None = None,
-           thresholds: Thresholds = DEFAULT) -> dict:
+           lost_before_shim: int = 0, thresholds: Thresholds = DEFAULT) -> dict:
     """The fidelity verdict of the window between two samples (see the module docstring)."""
     wall = max(after.wall - before.wall, 1e-9)
     busy = {name: round((after.cpu.get(name, 0.0) - before.cpu.get(name, 0.0)) / wall, 3)
@@ -73,6 +77,8 @@ def assess(before: Sample, after: Sample, *, target_pps: float, offered_pps: flo
         bottlenecks.append("ovs")
     if idle < thresholds.min_idle:
         bottlenecks.append("cpu")
+    if lost_before_shim > 0:
+        bottlenecks.append("path")
     return {
         "faithful": not bottlenecks,
         "bottleneck": ";".join(bottlenecks),
@@ -80,6 +86,7 @@ def assess(before: Sample, after: Sample, *, target_pps: float, offered_pps: flo
         "machine_idle": idle,
         "ovs_port_drops": port_drops,
         "socket_drops": socket_drops,
+        "lost_before_shim": lost_before_shim,
         "window_s": round(wall, 3),
         "thresholds": asdict(thresholds),
     }

@@ -175,3 +175,11 @@ def test_port_drops_never_negative_nor_hidden(after_drops):
     result = verdict(before, after)
     assert result["ovs_port_drops"] >= 0
     assert result["faithful"] is (not after_drops.get("s1-eth2"))
+
+
+def test_frames_lost_before_the_shim_make_the_path_a_bottleneck():
+    # Every other rule holds (a clean window): only the unexplained loss flips the verdict.
+    result = verdict(*window(), lost_before_shim=600)
+    assert result["faithful"] is False and result["bottleneck"] == "path"
+    assert result["lost_before_shim"] == 600
+    assert verdict(*window(), lost_before_shim=0)["faithful"] is True
