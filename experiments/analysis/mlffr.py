@@ -10,8 +10,15 @@ trial at an overloaded rate also tells how fast the cores *did* process (the del
    bisection between the highest passing and the lowest failing rate, until they are within
    ``precision`` of each other or ``max_steps`` trials ran.
 
-The trial itself is a callable (rate -> result dict with ``loss`` and ``delivered_pps``), so
-the search is a pure function, unit-tested without a network.
+**Unfaithful trials never set a bracket.** A trial whose fidelity mark says the
+infrastructure, not the cores, was the limit (``faithful`` False) is run again once at the
+same rate; if that is unfaithful too, the rate counts as failing (the testbed cannot vouch
+for it, so the search stays below it) and the search says so (``unfaithful``: the rates it
+could not measure). Retries count as steps. A result without a ``faithful`` key (a trial
+that was not monitored) is taken as it is.
+
+The trial itself is a callable (rate -> result dict with ``loss``, ``delivered_pps`` and
+``faithful``), so the search is a pure function, unit-tested without a network.
 
 Caveat: loss is measured over one finite trial, and a core's receive queue absorbs some
 overload (``experiments.runtime.config.CORE_RX_QUEUE``): the shorter the trial, the more a
@@ -36,6 +43,7 @@ class Search:
     best: dict | None  # the trial result at that rate
     steps: list[tuple[float, dict]] = field(default_factory=list)  # every (rate, result)
     ceiling: bool = False  # the first probe passed: the MLFFR may be higher still
+    unfaithful: list[float] = field(default_factory=list)  # rates never measured faithfully
 
 
 def find_mlffr(
@@ -60,9 +68,15 @@ def find_mlffr(
     while len(search.steps) < max_steps:
         result = trial(rate)
         search.steps.append((rate, result))
-        if result["loss"] <= threshold:
+        if result.get("faithful") is False and len(search.steps) < max_steps:
+            result = trial(rate)  # once more: a busy moment of the machine may have passed
+            search.steps.append((rate, result))
+        if result.get("faithful") is False:
+            search.unfaithful.append(rate)
+            hi = min(hi, rate)  # not vouched for: never a pass, so the search stays below
+        elif result["loss"] <= threshold:
             lo, search.mlffr, search.best = rate, rate, result
-            if len(search.steps) == 1:
+            if all(tried == start for tried, _r in search.steps):  # the first rate tried
                 search.ceiling = True
                 break
         else:

@@ -67,7 +67,7 @@ COLUMNS = [
     "throughput_pps",
     "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
     "check_consistent", "check_problem", "search_steps", "rates_tried", "ceiling",
-    "per_core", "lost_updates", "busy", "machine_idle", "check_access_order",
+    "unfaithful_rates", "per_core", "lost_updates", "busy", "machine_idle", "check_access_order",
     "store_retries", "latency_us_p50", "latency_us_p99", "loss_rate", "injected_loss",
     "recovered", "lost_everywhere", "fetches", "fetch_us_p50", "fetch_us_p99", "fetch_s",
     "trial", "seconds", "error",
@@ -338,6 +338,8 @@ class Sweep:
                                 max_steps=a.max_steps)
             best, steps, throughput, ceiling = (search.best, search.steps, search.mlffr,
                                                 search.ceiling)
+            # Rates whose trial was unfaithful twice: the search stayed below them.
+            row["unfaithful_rates"] = [round(rate) for rate in search.unfaithful]
             if throughput and not ceiling:
                 self.per_core[point.nf] = max(self.per_core.get(point.nf, 0.0),
                                               throughput / point.cores)

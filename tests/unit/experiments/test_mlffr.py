@@ -224,3 +224,43 @@ def test_non_finite_or_zero_start_is_refused(start, min_rate):
     with pytest.raises(ValueError):
         find_mlffr(capacity_trial(100.0, calls), start, min_rate=min_rate)
     assert calls == []
+
+
+def flaky_trial(capacity: float, unfaithful: dict[float, int], calls: list[float]):
+    """A capacity trial whose first ``unfaithful[rate]`` trials at a rate are unfaithful
+    (the machine, not the cores, was the limit), and pass whatever their loss."""
+
+    def trial(rate: float) -> dict:
+        calls.append(rate)
+        key = round(rate)
+        if unfaithful.get(key, 0) > 0:
+            unfaithful[key] -= 1
+            return {"loss": 0.0, "delivered_pps": rate, "faithful": False}
+        return {"loss": max(0.0, 1 - capacity / rate), "delivered_pps": min(rate, capacity),
+                "faithful": True}
+
+    return trial
+
+
+def test_an_unfaithful_trial_is_run_again_and_then_judged():
+    calls: list[float] = []
+    # The first probe (above capacity) is unfaithful once: its "pass" must not count.
+    search = find_mlffr(flaky_trial(1_000.0, {1300: 1}, calls), 1300.0, max_steps=8)
+    assert calls[:2] == [1300.0, 1300.0] and not search.ceiling
+    assert search.unfaithful == []
+    assert search.mlffr <= true_mlffr(1_000.0) and search.best["faithful"]
+
+
+def test_a_rate_never_measured_faithfully_never_passes():
+    calls: list[float] = []
+    # Every trial at 1300 is unfaithful (and "passes"): the search must stay below it.
+    search = find_mlffr(flaky_trial(1_000.0, {1300: 99}, calls), 1300.0, max_steps=8)
+    assert search.unfaithful == [1300.0] and not search.ceiling
+    assert 0 < search.mlffr < 1300.0
+    assert all(result["faithful"] for rate, result in search.steps if rate == search.mlffr)
+
+
+def test_a_retry_counts_as_a_step():
+    calls: list[float] = []
+    search = find_mlffr(flaky_trial(1_000.0, {1300: 99}, calls), 1300.0, max_steps=1)
+    assert len(calls) == 1 and search.mlffr == 0.0 and search.unfaithful == [1300.0]
