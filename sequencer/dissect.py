@@ -81,7 +81,7 @@ from sequencer.dataplane import (
 from sequencer.wire import header as h
 from sequencer.wire.heartbeat import ETH_P_HEARTBEAT, HEARTBEAT_MAGIC, unpack_heartbeat
 from sequencer.wire.packet import PROTO_TCP, PROTO_UDP, int_to_ip, parse
-from sequencer.wire.pcap import DEFAULT_SNAPLEN, LINKTYPE_ETHERNET
+from sequencer.wire.pcap import LINKTYPE_ETHERNET, pcap_writer
 from sequencer.wire.spray import SPRAY_MAGIC, unpack_spray
 from sequencer.wire.trailer import TRAILER_MAGIC, TRAILER_SIZE, unpack_trailer
 
@@ -413,13 +413,8 @@ class _Writer:
     """
 
     def __init__(self, path: Path):
-        from scapy.utils import RawPcapWriter
-
         try:
-            self._pcap = RawPcapWriter(str(path), linktype=LINKTYPE_ETHERNET,
-                                       endianness="<", nano=True, sync=True,
-                                       snaplen=DEFAULT_SNAPLEN)
-            self._pcap.write_header(None)
+            self._pcap = pcap_writer(path, nano=True, sync=True)
         except OSError as err:
             raise UsageError(f"cannot write {path}: {_reason(err)}") from None
 

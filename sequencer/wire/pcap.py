@@ -21,15 +21,24 @@ LINKTYPE_ETHERNET = 1
 DEFAULT_SNAPLEN = 65535
 
 
+def pcap_writer(path: Path | str, nano: bool, snaplen: int = DEFAULT_SNAPLEN,
+                sync: bool = False):
+    """An open Scapy ``RawPcapWriter`` of this format, its file header written; ``sync``
+    flushes every frame (a capture that may be killed keeps what it wrote). OSError if the
+    file cannot be made."""
+    from scapy.utils import RawPcapWriter
+
+    writer = RawPcapWriter(str(path), linktype=LINKTYPE_ETHERNET, endianness="<", nano=nano,
+                           snaplen=snaplen, sync=sync)
+    writer.write_header(None)  # write_packet does not write it, and there may be none
+    return writer
+
+
 def write_pcap(path: Path | str, frames, stamps, nano: bool,
                snaplen: int = DEFAULT_SNAPLEN) -> None:
     """Save Ethernet ``frames`` as a classic little-endian pcap, each with its ``(seconds,
     fraction)`` stamp (the fraction in ns when ``nano``, else in µs)."""
-    from scapy.utils import RawPcapWriter
-
-    with RawPcapWriter(str(path), linktype=LINKTYPE_ETHERNET, endianness="<", nano=nano,
-                       snaplen=snaplen) as writer:
-        writer.write_header(None)  # write_packet does not write it, and there may be none
+    with pcap_writer(path, nano, snaplen) as writer:
         for frame, (sec, frac) in zip(frames, stamps, strict=True):
             # With nano=True, RawPcapWriter writes ``usec`` as is: nanoseconds, then.
             writer.write_packet(frame, sec=sec, usec=frac)
