@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 
@@ -73,15 +74,22 @@ def import_file(path: str | Path) -> ModuleType:
     return module
 
 
+def innermost_frame(err: BaseException, paths) -> tuple[Path, int] | None:
+    """The file (one of ``paths``) and line of the innermost frame of ``err`` in any of
+    ``paths``: where a plugin's (a student's) own code raised (None: not in them)."""
+    wanted = {Path(p).resolve() for p in paths}
+    found = None
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        path = Path(frame.f_code.co_filename).resolve()
+        if path in wanted:
+            found = (path, lineno)
+    return found
+
+
 def where(err: BaseException, path: Path) -> str:
     """``"line N: "`` of the innermost frame of ``err`` in ``path`` ('' if none)."""
-    line = None
-    tb = err.__traceback__
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename).resolve() == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return f"line {line}: " if line else ""
+    found = innermost_frame(err, [path])
+    return f"line {found[1]}: " if found else ""
 
 
 def _register(module: ModuleType, path: Path) -> None:

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 import tomllib
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from experiments.runtime.config import TrialConfig
 from experiments.runtime.preflight import EnvironmentProblem, check_environment
 from experiments.runtime.results import new_run_dir, write_config
 from experiments.runtime.trial import run_trial
-from nfs.plugins import import_file, load_plugin
+from nfs.plugins import import_file, innermost_frame, load_plugin
 
 ANSWERS = "answers.toml"
 
@@ -238,6 +237,11 @@ class Grade:
         return [self.path(name) for name in self.lab.files]
 
 
+def first_problem(result: dict) -> str:
+    """The oracle's first finding in a trial's result row (its problems are in order)."""
+    return (result["check_problems"] or ["(no detail)"])[0]
+
+
 def crash_line(out_dir: Path, student_paths: list[Path]) -> str | None:
     """The first crash in a live trial's process logs, in the student's terms (None)."""
     paths = {str(p.resolve()) for p in student_paths}
@@ -260,13 +264,8 @@ def crash_line(out_dir: Path, student_paths: list[Path]) -> str | None:
 
 def student_line(err: BaseException, student_paths: list[Path]) -> str | None:
     """``"file.py, line N"`` of the innermost frame of ``err`` in a student's file."""
-    paths = {p.resolve() for p in student_paths}
-    found = None
-    for frame, lineno in traceback.walk_tb(err.__traceback__):
-        path = Path(frame.f_code.co_filename).resolve()
-        if path in paths:
-            found = f"{path.name}, line {lineno}"
-    return found
+    found = innermost_frame(err, student_paths)
+    return f"{found[0].name}, line {found[1]}" if found else None
 
 
 def explain(err: BaseException, student_paths: list[Path]) -> str:
