@@ -39,6 +39,7 @@ from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
 from experiments.workload.traffic import TraceSpec, flow_shares, make_trace
 from labs.kit import Check, Grade, Lab, RunSpec
 from labs.kit.checks import write_trace
+from labs.kit.grading import first_problem
 from nfs import make_nf
 from sequencer.wire.packet import (
     PROTO_TCP,
@@ -235,17 +236,16 @@ def check_live_pairs(g: Grade) -> None:
     result = g.trial(trace, config, label)
     fields = tuple(make_nf(NF_NAME).shard_fields)
     if not result["check_equivalent"]:
-        split = split_keys(sorted(g.out_dir.glob(f"trial*-{label}"))[-1], CORES)
+        split = split_keys(g.last_trial_dir, CORES)
         if split:
             key, found = next(iter(split.items()))
             g.fail(f"live on {CORES} cores, sharding by {fields}: {len(split)} pair(s) ended "
                    f"up in several cores' shards, e.g. {key} in cores "
                    f"{', '.join(map(str, found))}: the switch's hash sent one pair's packets "
                    "to different cores, each counting part of its bytes (the oracle: "
-                   f"{result['check_problems'][0] if result['check_problems'] else '-'})")
-        problems = result["check_problems"] or ["(no detail)"]
+                   f"{first_problem(result)})")
         g.fail(f"live on {CORES} cores, sharding by {fields} is not equivalent to one core "
-               f"in sequence: {problems[0]}")
+               f"in sequence: {first_problem(result)}")
     g.info(f"live, {CORES} cores: equivalent; packets per core {result['per_core']}")
 
 
@@ -340,7 +340,7 @@ def overload_trial(g: Grade, trace: Path, cores: int, rate: float) -> ConfigCapa
                       rate_pps=rate)
     label = f"skew-{cores}cores"
     result = g.trial(trace, config, label)
-    folder = sorted(g.out_dir.glob(f"trial*-{label}"))[-1]
+    folder = g.last_trial_dir
     stats = [read_result(folder / f"core{i}.json") for i in range(cores)]
     shares, rates, dropped = [], [], []
     for core in stats:

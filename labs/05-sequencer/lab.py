@@ -312,7 +312,7 @@ def check_live(g: Grade) -> None:
     graded = str(g.path().resolve())
     for n in (2, 4):
         check_live_equivalent(g, "scr", NF, (n,), frames=frames, nf_params=NF_PARAMS)
-        trial = sorted(g.out_dir.glob(f"trial*-{n}cores"))[-1]
+        trial = g.last_trial_dir
         ran = json.loads((trial / "shim.json").read_text())["sequencer"]
         if ran["class"] != "LabSequencer" or str(Path(ran["file"]).resolve()) != graded:
             g.fail(f"live on {n} cores, the shim ran {ran['class']} from {ran['file']}, not "

@@ -41,7 +41,13 @@ from pathlib import Path
 
 from experiments.analysis.offline import run_offline, ts_of
 from labs.kit import Check, Grade, Lab, RunSpec, flag_option
-from labs.kit.checks import KNOCK_TRACE, knock_trace, write_trace
+from labs.kit.checks import (
+    KNOCK_TRACE,
+    check_live_equivalent,
+    knock_trace,
+    sequenced_records,
+)
+from labs.kit.grading import first_problem
 from nfs import make_nf
 from nfs.cores.recovery import PeerLog, RecordLog, RecoveringReplica, create_logs, log_path
 from nfs.strategies import get as get_strategy
@@ -352,10 +358,7 @@ def run_student(g: Grade, cores: int, **losses):
 
         run = run_offline(lambda: make_nf(NF), frames, cores, recovery=True,
                           ring_dir=Path(ring_dir), make_core=make_core, **losses)
-    packer = make_nf(NF)
-    records = [packer.unpack_record(packer.pack_record(parse(f), ts_of(i)))
-               for i, f in enumerate(run.sequencer.frames)]
-    return run, records
+    return run, sequenced_records(run, NF)
 
 
 def replica_problem(core, peers: list, records: list[tuple], lost: set[int]) -> str | None:
@@ -480,27 +483,25 @@ def _some(seqs, shown: int = 6) -> str:
 
 
 def check_live(g: Grade) -> None:
-    # labs.kit.checks.check_live_equivalent's loop, with this lab's diagnosis of a failure.
     loss, seed = LIVE_LOSS
-    trace = write_trace(g, knock_trace(), "trace")
-    for cores in (2, 4):
-        config = g.config(calibrated=False, nf=NF, strategy=STRATEGY_NAME, cores=cores,
-                          rate_pps=300.0, loss=loss, loss_seed=seed, recovery=True)
-        row = g.trial(trace, config, f"{cores}cores")
-        if not row["check_equivalent"]:
-            problem = (row["check_problems"] or ["(no detail)"])[0]
-            if not row["fetches"] and row["gap_records"]:
-                g.fail(f"live on {cores} cores with {loss:.0%} loss, the cores never fetched "
-                       f"and lack {row['gap_records']} records: they ran without "
-                       "--recovery. Leave make_core and STRATEGY (its worker_flags) as they "
-                       f"were. The oracle says: {problem}")
-            hint = (": a core gave up a record a peer had or was about to log (see "
-                    "peer_is_final and the wait, TODOs 1-3)" if "another core had it" in
-                    problem else "")
-            g.fail(f"live on {cores} cores with {loss:.0%} loss, the run is not equivalent "
-                   f"to one core in sequence: {problem}{hint}")
-        g.info(f"live, {cores} cores: equivalent ({row['delivered_pps']} pps delivered, "
-               f"faithful: {row['faithful']}); {row['injected_loss']} frames dropped by the "
+
+    def diagnose(row: dict, cores: int) -> str:
+        problem = first_problem(row)
+        if not row["fetches"] and row["gap_records"]:
+            return (f"live on {cores} cores with {loss:.0%} loss, the cores never fetched "
+                    f"and lack {row['gap_records']} records: they ran without --recovery. "
+                    "Leave make_core and STRATEGY (its worker_flags) as they were. The "
+                    f"oracle says: {problem}")
+        hint = (": a core gave up a record a peer had or was about to log (see "
+                "peer_is_final and the wait, TODOs 1-3)" if "another core had it" in problem
+                else "")
+        return (f"live on {cores} cores with {loss:.0%} loss, the run is not equivalent "
+                f"to one core in sequence: {problem}{hint}")
+
+    rows = check_live_equivalent(g, STRATEGY_NAME, NF, (2, 4), diagnose=diagnose,
+                                 loss=loss, loss_seed=seed, recovery=True)
+    for cores, row in zip((2, 4), rows, strict=True):
+        g.info(f"live, {cores} cores: {row['injected_loss']} frames dropped by the "
                f"sequencer, {row['recovered']} records fetched (fetch p50 "
                f"{row['fetch_us_p50']} µs, p99 {row['fetch_us_p99']} µs)")
 

@@ -49,6 +49,7 @@ from contextlib import contextmanager
 
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 from labs.kit import Check, Grade, Lab, RunSpec, int_option, run_option
+from labs.kit.grading import first_problem
 from nfs import make_nf
 from nfs.ddos import DDoSMitigator
 from nfs.reference import check_access_order
@@ -556,7 +557,7 @@ def live_trial(g: Grade, strategy: str) -> tuple[dict, dict, list[bytes]]:
                       nf_params={"threshold": GRADING_THRESHOLD}, strategy=strategy,
                       cores=CORES, inflight=INFLIGHT, store_delay_us=STORE_DELAY_US, **LIVE)
     result = g.trial(trace, config, strategy)
-    trial_dir = sorted(g.out_dir.glob(f"trial*-{strategy}"))[-1]
+    trial_dir = g.last_trial_dir
     if result.get("store_errors"):
         errors = [json.loads(p.read_text()).get("store_error", "")
                   for p in sorted(trial_dir.glob("core*.json"))]
@@ -580,8 +581,8 @@ def check_live(g: Grade) -> None:
                f"({result['access_order_mismatches']} verdicts differ): each packet's RPUSH "
                "must be in the transaction that writes its value")
     if not result["check_equivalent"]:
-        problems = result["check_problems"] or ["(no detail)"]
-        g.fail(f"{where}the run is not equivalent to one core in sequence: {problems[0]}")
+        g.fail(f"{where}the run is not equivalent to one core in sequence: "
+               f"{first_problem(result)}")
     g.info(f"{where}equivalent, and Redis's order list replays to its state "
            f"({result['processed']} packets, {result['store_retries']} retries, "
            f"{result['delivered_pps']} pps delivered)")

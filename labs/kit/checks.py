@@ -15,7 +15,7 @@ from pathlib import Path
 
 from experiments.analysis.offline import run_offline, ts_of
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
-from labs.kit.grading import Grade
+from labs.kit.grading import Grade, first_problem
 from nfs import make_nf
 from sequencer.wire.packet import parse
 
@@ -92,6 +92,14 @@ def first_record_error(core: int, log: list[tuple[int, tuple]], expected: list[i
     return None
 
 
+def sequenced_records(run, nf: str) -> list[tuple]:
+    """The history record (its fields) of every packet an offline run sequenced, by seq:
+    what each replica must apply."""
+    packer = make_nf(nf)
+    return [packer.unpack_record(packer.pack_record(parse(frame), ts_of(seq)))
+            for seq, frame in enumerate(run.sequencer.frames)]
+
+
 def check_replica_records(g: Grade, strategy: str, frames: list[bytes], cores: int,
                           nf: str = "knock") -> None:
     """Run the student's replica (the core ``strategy`` builds) offline on ``frames`` and
@@ -108,9 +116,7 @@ def check_replica_records(g: Grade, strategy: str, frames: list[bytes], cores: i
 
     run = run_offline(lambda: make_nf(nf), frames, cores, make_core=make_core,
                       strategy=strategy)
-    packer = make_nf(nf)
-    records = [packer.unpack_record(packer.pack_record(parse(f), ts_of(i)))
-               for i, f in enumerate(run.sequencer.frames)]
+    records = sequenced_records(run, nf)
     last = len(records) - 1
     for core in run.cores:
         own = set(core.log_seq)
@@ -134,9 +140,10 @@ def write_trace(g: Grade, frames: list[bytes], name: str) -> Path:
 
 
 def check_live_equivalent(g: Grade, strategy: str, nf: str, core_counts, frames=None,
-                          rate_pps: float = 300.0, **fields) -> list[dict]:
+                          rate_pps: float = 300.0, diagnose=None, **fields) -> list[dict]:
     """Live trials of ``strategy`` at each of ``core_counts``: every one must be strictly
-    equivalent to one core in sequence; their result rows."""
+    equivalent to one core in sequence; their result rows. ``diagnose(row, cores)``, if
+    given, may explain a failed trial in the lab's own terms (a line, or None)."""
     frames = frames if frames is not None else knock_trace()
     trace = write_trace(g, frames, "trace")
     rows = []
@@ -145,9 +152,9 @@ def check_live_equivalent(g: Grade, strategy: str, nf: str, core_counts, frames=
                           rate_pps=rate_pps, **fields)
         result = g.trial(trace, config, f"{cores}cores")
         if not result["check_equivalent"]:
-            problems = result["check_problems"] or ["(no detail)"]
-            g.fail(f"live on {cores} cores, the run is not equivalent to one core in "
-                   f"sequence: {problems[0]}")
+            g.fail((diagnose and diagnose(result, cores))
+                   or f"live on {cores} cores, the run is not equivalent to one core in "
+                      f"sequence: {first_problem(result)}")
         g.info(f"live, {cores} core(s): equivalent ({result['delivered_pps']} pps delivered"
                f", faithful: {result['faithful']})")
         rows.append(result)

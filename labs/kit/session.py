@@ -25,10 +25,9 @@ default rate that takes a few seconds, and the CLI does not take commands meanwh
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mininet.cli import CLI
@@ -41,6 +40,7 @@ from experiments.runtime.results import new_run_dir, write_config
 from experiments.runtime.testbed import Testbed
 from experiments.workload.traffic import TraceSpec, make_trace, write_pcap
 from labs.kit.grading import Grade, Lab, crash_line
+from nfs import make_nf
 from topologies.scr_topo import NF
 
 CAPTURE_FRAMES = 40  # per core and send: enough to see a few rounds of the spray
@@ -162,7 +162,7 @@ class Session:
             packets=spec.packets, flows=spec.flows, skew=spec.skew, **spec.trace))
         write_pcap(self.trace, frames[:spec.packets])
         write_config(self.out_dir, {"lab": lab.name, "plugins": list(self.config.plugins)},
-                     config=self.config.__dict__)
+                     config=asdict(self.config))
         self.runs = 0
         self.last_dir: Path | None = None
         self.last_result: dict | None = None
@@ -170,8 +170,6 @@ class Session:
 
     def nf_record(self) -> tuple[str, str]:
         """The NF's record format and field names, for the dissector."""
-        from nfs import make_nf  # the plugin's NFs are registered by now
-
         nf = make_nf(self.config.nf, **self.config.nf_params)
         names = getattr(nf, "record_names", None) or [
             f"f{i}" for i in range(len(nf.record_format.unpack(bytes(nf.record_size))))]
@@ -257,4 +255,3 @@ class Session:
                        disable_numparse=True))
         print(oracle_summary(result) + " - type 'oracle' for details, "
               "'counters' for each core, 'dissect 0' for core 0's frames")
-        (run_dir / "session.json").write_text(json.dumps({"run": self.runs}) + "\n")
