@@ -166,3 +166,38 @@ def test_the_kit_cli_refuses_bad_usage_with_one_line(tmp_path, capsys):
         main(["check", str(tmp_path)])
     assert exit_.value.code == 2
     assert "is not a lab folder (it has no lab.py)" in capsys.readouterr().err
+
+
+# One plausible student bug per lab, injected into a copy of its solution: the offline
+# checks must catch it, with a line that names it (each lab's author tried many more; the
+# READMEs list typical lines). Lab 4's are above.
+INJECTED = [
+    ("01-one-core", "answers.toml", "per_packet_us = 156", "per_packet_us = 0.000156",
+     "in seconds"),
+    ("02-sharding-skew", "sharding.py", 'shard_fields = ("ip_src", "ip_dst")',
+     'shard_fields = ("ip_src", "ip_dst", "tcp_src", "tcp_dst")', "not part of the key"),
+    ("03-nf-transition", "syn_flood.py", "            if not flags & (TCP_ACK | TCP_RST):",
+     "            if not flags & TCP_ACK:", "a SYN+RST to 198.18.0.9"),
+    ("05-sequencer", "sequencer_lab.py", "        self.next_seq += 1\n", "",
+     "sequence numbers start at 0 and go up by one per packet"),
+    ("06-locks-vs-replicas", "model.py", "    return (n - 1) / n", "    return 1 / n",
+     "moved_share(n=1) gave 1, not 0"),
+    ("07-lost-packets", "log_fetch.py", "ring.horizon >= hi", "ring.horizon > hi",
+     "peer_is_final(ring, hi="),
+    ("08-stateless-race", "atomic_store.py", "        pipe.multi()\n", "",
+     "write must call pipe.multi()"),
+]
+
+
+@pytest.mark.parametrize("lab, name, old, new, message", INJECTED, ids=lambda v: str(v)[:18])
+def test_each_labs_checks_name_an_injected_bug(tmp_path, capsys, lab, name, old, new,
+                                               message):
+    work = tmp_path / "lab"
+    shutil.copytree(LABS_DIR / lab, work)
+    for path in (work / "solution").iterdir():  # the student has the solution ...
+        shutil.copy(path, work / path.name)
+    text = (work / name).read_text()
+    assert old in text, f"{lab}/solution/{name} changed: update this test's bug"
+    (work / name).write_text(text.replace(old, new, 1))  # ... but for one bug
+    rc, fails = graded(work, tmp_path, capsys)
+    assert rc == 1 and len(fails) == 1 and message in fails[0], fails
