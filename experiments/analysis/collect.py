@@ -60,6 +60,7 @@ class TrialSettings(Protocol):
     store_delay_us: float
     recovery: bool
     watch_cores: bool
+    warmup_s: float
 
 
 # --- reading result files --------------------------------------------------------------
@@ -116,11 +117,17 @@ def read_ground_truth(out_dir: Path, mode: str) -> tuple[GroundTruth, list[int]]
     return truth, [row[1] for row in rows]
 
 
-def read_core_report(out_dir: Path, core: dict) -> CoreReport:
-    """One core's report from its results (``core<i>.json``, ``core<i>_log.csv``)."""
-    log = read_int_csv(out_dir / f"core{core['core']}_log.csv")  # seq,trace_id,verdict,chain
+def read_core_log(out_dir: Path, core: dict) -> list[list[int]]:
+    """A core's per-packet log (``core<i>_log.csv``): ``seq,trace_id,verdict,chain,done_ns``."""
+    return read_int_csv(out_dir / f"core{core['core']}_log.csv")
+
+
+def read_core_report(out_dir: Path, core: dict, log: list[list[int]] | None = None) -> CoreReport:
+    """One core's report from its results (``core<i>.json``, ``core<i>_log.csv``; ``log``:
+    that file's rows when already read)."""
+    log = read_core_log(out_dir, core) if log is None else log
     return CoreReport(
-        core=core["core"], log=[(seq, verdict, chain) for seq, _t, verdict, chain in log],
+        core=core["core"], log=[(seq, verdict, chain) for seq, _t, verdict, chain, *_ in log],
         rx_dropped=core.get("rx_dropped", 0), stopped=core["stopped_by_marker"],
         state=core.get("state"), applied=core["applied"],
         gaps=[tuple(g) for g in core.get("gaps", [])], chain=core.get("chain"),
@@ -161,6 +168,7 @@ class TrialFiles:
     truth: GroundTruth
     reports: list[CoreReport]
     log: list[tuple[int, int, int, int]]  # (seq, core, verdict, trace_id), in seq order
+    done_ns: list[int]  # when each processed packet was done, every core's (unordered)
 
 
 def read_trial(config: TrialSettings, out_dir: Path) -> TrialFiles:
@@ -174,10 +182,13 @@ def read_trial(config: TrialSettings, out_dir: Path) -> TrialFiles:
     cores = [read_result(out_dir / f"core{i}.json") for i in ids]
     strategy = get_strategy(config.strategy)
     truth, trace_ids = read_ground_truth(out_dir, SCR if strategy.history else strategy.spray)
-    reports = [read_core_report(out_dir, core) for core in cores]
+    logs = [read_core_log(out_dir, core) for core in cores]
+    reports = [read_core_report(out_dir, core, log) for core, log in zip(cores, logs,
+                                                                          strict=True)]
     log = sorted((seq, r.core, verdict, trace_ids[seq]) for r in reports
                  for seq, verdict, _chain in r.log if 0 <= seq < len(trace_ids))
-    return TrialFiles(gen, shim, sink, cores, truth, reports, log)
+    done_ns = [row[4] for rows in logs for row in rows if len(row) > 4]
+    return TrialFiles(gen, shim, sink, cores, truth, reports, log, done_ns)
 
 
 def write_verdicts(out_dir: Path, log: list[tuple[int, int, int, int]]) -> None:
@@ -230,6 +241,56 @@ def traffic_result(config: TrialSettings, files: TrialFiles) -> dict:
     }
 
 
+#: A steady window shorter than this says nothing: no steady-state figures then.
+MIN_STEADY_S = 0.25
+
+
+def steady_result(sequenced_ns: list[int], done_ns: list[int], warmup_s: float) -> dict:
+    """The cores' deficit in the steady state, the MLFFR search's second loss figure.
+
+    The window runs from ``warmup_s`` after the first packet was sequenced to the last
+    one (``sequenced_ns``: the shim's clock for every packet it sent to a core, injected
+    losses excluded); ``steady_loss`` is ``1 - done / sequenced`` over it, counting by
+    *time*, not by packet: how many packets the cores finished in the window against how
+    many were sequenced in it. Unlike the count of packets never processed (``loss``),
+    it is blind to the receive queues: a queue that fills during the trial (a few
+    percent over capacity takes longer to fill than a trial lasts) absorbs the overload
+    in the count but not here, where the cores' rate falls short of the offered one by
+    the overload itself. Below capacity the two counts differ only by the backlog at the
+    window's edges (a few packets per core), so it reads ~0. Negative values (a backlog
+    from the warm-up drained in the window) are reported as they are.
+
+    Empty (None) figures when the window is shorter than ``MIN_STEADY_S``."""
+    if not sequenced_ns:
+        return {"steady_loss": None, "steady_pps": None, "steady_s": 0.0}
+    start = min(sequenced_ns) + round(warmup_s * 1e9)
+    end = max(sequenced_ns)
+    span = (end - start) / 1e9
+    if span < MIN_STEADY_S:
+        return {"steady_loss": None, "steady_pps": None, "steady_s": round(max(span, 0), 3)}
+    offered = sum(start <= t <= end for t in sequenced_ns)
+    done = sum(start <= t <= end for t in done_ns)
+    return {"steady_loss": round(1 - done / offered, 5), "steady_pps": round(done / span, 1),
+            "steady_s": round(span, 3)}
+
+
+SINK_LOG = "sink_log.csv"  # trace_id,t_ns of every frame the sink received
+
+
+def e2e_result(out_dir: Path, files: TrialFiles) -> dict:
+    """Sequencer-to-sink latency of the packets that passed (every strategy's): from the
+    shim's timestamp in ``sequenced.csv`` to the sink's arrival time, one clock
+    (``time.monotonic_ns``). It includes the time queued in front of the core, which is
+    what a load below the MLFFR keeps short."""
+    path = out_dir / SINK_LOG
+    if not path.exists():
+        return {"e2e_us_p50": None, "e2e_us_p99": None}
+    sequenced = {tid: files.truth.packets[seq][1] for seq, _c, _v, tid in files.log}
+    p50, p99 = percentiles([(t - sequenced[tid]) / 1000 for tid, t in read_int_csv(path)
+                            if tid in sequenced])
+    return {"e2e_us_p50": p50, "e2e_us_p99": p99}
+
+
 def recovery_result(files: TrialFiles) -> dict:
     """Loss recovery's counters (records fetched from peers, their latency), the
     controller's reconfigurations and the cores' receive-queue drops."""
@@ -249,6 +310,22 @@ def recovery_result(files: TrialFiles) -> dict:
     }
 
 
+def lock_result(cores: list[dict]) -> dict:
+    """The lock strategy's stalls (``nfs.cores.lock``): how many waits for a stripe lock
+    outlasted ``STALL_NS``, and their time as a share of the cores' time (every core's
+    span from its first packet to its last); empty for the other strategies."""
+    stats = [core["stats"] for core in cores]
+    if not any("lock_wait_us" in st for st in stats):
+        return {}
+    stall_s = sum(st.get("lock_stall_us", 0) for st in stats) / 1e6
+    core_s = sum((core["last_ns"] - core["first_ns"]) / 1e9 for core in cores
+                 if core["stats"].get("processed"))
+    return {"lock_stalls": sum(st.get("lock_stalls", 0) for st in stats),
+            "lock_stall_s": round(stall_s, 4),
+            "lock_wait_s": round(sum(st.get("lock_wait_us", 0) for st in stats) / 1e6, 4),
+            "lock_stall_share": round(stall_s / core_s, 4) if core_s > 0 else None}
+
+
 def delivery_result(files: TrialFiles) -> dict:
     """Where the packets went: per core, to the sink, malformed, stopped by the marker."""
     cores, log = files.cores, files.log
@@ -265,6 +342,7 @@ def delivery_result(files: TrialFiles) -> dict:
         "malformed_shim": files.shim["malformed_total"],
         "malformed_cores": sum(core["malformed_total"] for core in cores),
         "gap_records": sum(core["stats"].get("gap_records", 0) for core in cores),
+        **lock_result(cores),
         "stopped_by_marker": all(core["stopped_by_marker"] for core in cores),
     }
 
@@ -361,6 +439,10 @@ def collect(config: TrialSettings, trace_path: Path, out_dir: Path,
         **recovery_result(files),
         **delivery_result(files),
         **check_result(oracle),
+        **steady_result([ts for seq, (_pkt, ts) in enumerate(files.truth.packets)
+                         if seq not in files.truth.dropped], files.done_ns,
+                        config.warmup_s),
+        **e2e_result(out_dir, files),
         **fidelity_result(config, files, window),
         "span_s": round(span_s(files.cores), 3),
         **store_result(config, nf, store_results, files.cores, files.truth.packet_map(),

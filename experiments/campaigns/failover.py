@@ -132,12 +132,13 @@ def _backup_checks(nf: NetworkFunction, trial_dir: Path, truth: GroundTruth,
     output commit: whatever reached the sink, the backup holds. ``(checks, the check,
     the updates lost, delivered seqs the backup lacks)``."""
     packets = truth.packet_map()
-    backup_log = read_int_csv(trial_dir / f"{BACKUP}_log.csv")  # seq,trace_id,verdict,chain
+    # seq,trace_id,verdict,chain,done_ns
+    backup_log = read_int_csv(trial_dir / f"{BACKUP}_log.csv")
     held = held_seqs(backup["applied"], backup.get("gaps", []))
     skip = frozenset(set(packets) - held)
     gap_set = set(range(len(packets))) - held_seqs(len(packets) - 1, backup.get("gaps", []))
     view = StateView("backup", backup["state"], backup["applied"], skip)
-    check = check_views(nf, packets, ((s, 0, v) for s, _t, v, _c in backup_log), [view],
+    check = check_views(nf, packets, ((s, 0, v) for s, _t, v, *_rest in backup_log), [view],
                         {0: 0})
     seq_of = {tid: seq for seq, tid, _ts in traffic.sequenced}
     delivered = [seq_of.get(tid) for tid, _t in traffic.arrivals]

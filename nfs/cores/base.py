@@ -4,8 +4,9 @@ A core is one emulated CPU core's NF runtime: it receives the frames of its core
 a NIC RX queue, bounded by the socket's buffer: an overloaded core drops frames, which the
 kernel counts), runs the NF on them, forwards what passes and, after the STOP frame, writes
 its results (``core<i>.json``: counters, final state, last applied sequence number, socket
-drops, first/last packet time; ``core<i>_log.csv``: ``seq,trace_id,verdict,chain`` per
-packet it processed).
+drops, first/last packet time; ``core<i>_log.csv``: ``seq,trace_id,verdict,chain,done_ns``
+per packet it processed, ``done_ns`` the monotonic clock when it was done, the clock the
+shim stamps ``sequenced.csv`` with: the steady-state loss of a trial is counted from both).
 
 The strategies' cores are subclasses, one module each in this package
 (:mod:`~nfs.cores.replica`, :mod:`~nfs.cores.lock`, :mod:`~nfs.cores.shard`,
@@ -52,6 +53,7 @@ class Core:
         self.log_trace = array("q")
         self.log_verdict = array("b")
         self.log_chain = array("q")  # replicas: the transition chain at each own packet
+        self.log_ns = array("q")  # when each was done (time.monotonic_ns)
         self.first_ns = self.last_ns = 0
         self.cpu_first_s: float | None = None  # the process's CPU time at its first frame
         self.stopped = False
@@ -76,12 +78,16 @@ class Core:
     def finish(self) -> None:
         """After the STOP frame, before the results are written (a hook)."""
 
-    def _done(self, seq: int, trace_id: int, verdict: int, out: bytes) -> bytes | None:
-        """Log a processed packet, pay the NF's stateless compute, return what to forward."""
-        self._work(seq)
+    def _done(self, seq: int, trace_id: int, verdict: int, out: bytes, *,
+              paid: bool = False) -> bytes | None:
+        """Log a processed packet, pay the NF's stateless compute (unless ``paid`` already),
+        return what to forward."""
+        if not paid:
+            self._work(seq)
         self.log_seq.append(seq)
         self.log_trace.append(trace_id)
         self.log_verdict.append(verdict)
+        self.log_ns.append(time.monotonic_ns())
         self.stats["processed"] += 1
         if verdict == PASS:
             self.stats["passed"] += 1
@@ -118,11 +124,11 @@ class Core:
     def write_results(self, out_dir: Path) -> None:
         chains = self.log_chain or [0] * len(self.log_seq)  # 0: no replica, no chain
         with open(out_dir / f"{self.name}_log.csv", "w") as f:
-            f.write("seq,trace_id,verdict,chain\n")
+            f.write("seq,trace_id,verdict,chain,done_ns\n")
             f.writelines(
-                f"{s},{t},{v},{c}\n"
-                for s, t, v, c in zip(self.log_seq, self.log_trace, self.log_verdict, chains,
-                                      strict=True)
+                f"{s},{t},{v},{c},{n}\n"
+                for s, t, v, c, n in zip(self.log_seq, self.log_trace, self.log_verdict,
+                                         chains, self.log_ns, strict=True)
             )
         write_json(out_dir / f"{self.name}.json", self.results())
 

@@ -15,7 +15,12 @@ import random
 
 import pytest
 
-from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr
+from experiments.analysis.mlffr import (
+    DEFAULT_THRESHOLD,
+    MAX_CONFIRMATIONS,
+    find_mlffr,
+    judged_loss,
+)
 
 
 def capacity_trial(capacity: float, calls: list[float] | None = None):
@@ -34,11 +39,13 @@ def true_mlffr(capacity: float, threshold: float = DEFAULT_THRESHOLD) -> float:
 
 
 def assert_consistent(search, threshold: float = DEFAULT_THRESHOLD) -> None:
-    """The reported rate is the highest passing probe, and ``best`` is its result."""
-    passing = [rate for rate, result in search.steps if result["loss"] <= threshold]
+    """The reported rate is the highest passing probe whose confirmation did not fail,
+    and ``best`` is its (first) result."""
+    passing = [rate for rate, result in search.steps
+               if judged_loss(result) <= threshold and rate not in search.refuted]
     if passing:
         assert search.mlffr == max(passing)
-        assert search.best is dict(search.steps)[search.mlffr]
+        assert search.best is next(r for rate, r in search.steps if rate == search.mlffr)
         assert search.best["loss"] <= threshold
     else:
         assert search.mlffr == 0.0
@@ -66,7 +73,7 @@ def test_converges_within_precision_below_capacity(capacity, start_factor, thres
 def test_default_steps_get_close(capacity):
     """Six trials from twice the capacity: within 5 % of the true MLFFR."""
     calls: list[float] = []
-    search = find_mlffr(capacity_trial(capacity, calls), 2 * capacity)
+    search = find_mlffr(capacity_trial(capacity, calls), 2 * capacity, confirm=False)
     assert len(calls) == len(search.steps) <= 6
     assert [rate for rate, _ in search.steps] == calls
     assert 0.95 * true_mlffr(capacity) <= search.mlffr <= true_mlffr(capacity)
@@ -93,8 +100,8 @@ def test_never_reports_a_failing_rate():
 def test_ceiling_when_the_first_probe_passes():
     calls: list[float] = []
     search = find_mlffr(capacity_trial(1_000.0, calls), 800.0)
-    assert search.ceiling
-    assert calls == [800.0]
+    assert search.ceiling and search.confirmed
+    assert calls == [800.0, 800.0]  # the probe, and its confirmation
     assert search.mlffr == 800.0
     assert search.best == {"loss": 0.0, "delivered_pps": 800.0}
 
@@ -110,7 +117,8 @@ def test_respects_max_steps(max_steps):
     calls: list[float] = []
     search = find_mlffr(capacity_trial(1_000.0, calls), 5_000.0, precision=1e-6,
                         max_steps=max_steps)
-    assert len(calls) == len(search.steps) == max_steps
+    # The bisection's steps, and one confirmation when something passed.
+    assert len(calls) == len(search.steps) == max_steps + (search.mlffr > 0)
     assert_consistent(search)
 
 
@@ -170,7 +178,7 @@ def test_noisy_non_monotone_trial_still_returns_a_passing_rate():
     for seed in range(30):
         search = find_mlffr(noisy_trial(2_000.0, seed), 6_000.0, max_steps=8)
         assert_consistent(search)
-        assert len(search.steps) <= 8
+        assert len(search.steps) <= 8 + 2 * MAX_CONFIRMATIONS
         found += search.mlffr > 0
     assert found >= 20  # the noise does not keep it from finding something
 
@@ -264,3 +272,74 @@ def test_a_retry_counts_as_a_step():
     calls: list[float] = []
     search = find_mlffr(flaky_trial(1_000.0, {1300: 99}, calls), 1300.0, max_steps=1)
     assert len(calls) == 1 and search.mlffr == 0.0 and search.unfaithful == [1300.0]
+
+
+# --- the steady-state loss and the confirmation -----------------------------------------
+
+
+def test_the_steady_state_deficit_fails_a_rate_whose_queue_hid_the_loss():
+    """A trial whose queue absorbed the overload (no packet lost yet) but whose cores fell
+    behind in the steady window fails: the judged loss is the larger of the two."""
+    def trial(rate):
+        return {"loss": 0.0, "steady_loss": max(0.0, 1 - 1_000.0 / rate),
+                "delivered_pps": min(rate, 1_000.0)}
+
+    search = find_mlffr(trial, 1_200.0, precision=0.01, max_steps=20)
+    assert not search.ceiling
+    assert search.mlffr <= true_mlffr(1_000.0)
+    assert judged_loss({"loss": 0.01, "steady_loss": 0.2}) == 0.2
+    assert judged_loss({"loss": 0.03, "steady_loss": -0.01}) == 0.03
+    assert judged_loss({"loss": 0.03, "steady_loss": None}) == 0.03
+
+
+def lucky_trial(capacity: float, lucky: float, calls: list[float]):
+    """Passes at ``lucky`` (above capacity) the first time only: a noisy trial."""
+    def trial(rate):
+        calls.append(rate)
+        if rate == lucky and calls.count(rate) == 1:
+            return {"loss": 0.0, "delivered_pps": rate}
+        return capacity_trial(capacity)(rate)
+
+    return trial
+
+
+def test_a_lucky_pass_is_refuted_by_its_confirmation():
+    calls: list[float] = []
+    search = find_mlffr(lucky_trial(1_000.0, 1_500.0, calls), 1_500.0, max_steps=8)
+    assert search.refuted == [1_500.0]
+    assert calls[:2] == [1_500.0, 1_500.0]
+    assert not search.ceiling  # the first probe's pass did not stand
+    assert search.confirmed
+    assert 0.9 * true_mlffr(1_000.0) <= search.mlffr <= true_mlffr(1_000.0)
+    assert_consistent(search)
+
+
+def test_confirmations_are_bounded_and_the_last_pass_is_unconfirmed():
+    """A trial that never passes twice: at most MAX_CONFIRMATIONS extra trials, and the
+    rate left standing is reported unconfirmed."""
+    seen: dict[float, int] = {}
+
+    def fickle(rate):
+        seen[rate] = seen.get(rate, 0) + 1
+        return {"loss": 0.0 if seen[rate] == 1 and rate < 1_000 else 0.5,
+                "delivered_pps": 900.0}
+
+    search = find_mlffr(fickle, 2_000.0, max_steps=6)
+    assert len(search.refuted) == MAX_CONFIRMATIONS
+    assert not search.confirmed
+    assert len(search.steps) <= 6 + 2 * MAX_CONFIRMATIONS
+    assert_consistent(search)
+
+
+def test_no_confirmation_when_asked_not_to():
+    calls: list[float] = []
+    search = find_mlffr(capacity_trial(1_000.0, calls), 800.0, confirm=False)
+    assert calls == [800.0] and not search.confirmed
+
+
+def test_a_refutation_buys_one_more_step_so_the_search_does_not_end_empty():
+    calls: list[float] = []
+    search = find_mlffr(lucky_trial(1_000.0, 1_500.0, calls), 1_500.0, max_steps=1)
+    assert search.refuted == [1_500.0]
+    assert search.mlffr > 0 and search.confirmed
+    assert len(calls) == 4  # the probe, its confirmation, one step below, its confirmation

@@ -172,7 +172,8 @@ class Unlogged(Replica):
         forwarded = super()._done(seq, trace_id, verdict, out)
         if self.unlogged is None and len(self.log_seq) == K:
             self.unlogged = seq
-            for log in (self.log_seq, self.log_trace, self.log_verdict, self.log_chain):
+            for log in (self.log_seq, self.log_trace, self.log_verdict, self.log_chain,
+                        self.log_ns):
                 log.pop()
         return forwarded
 
