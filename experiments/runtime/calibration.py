@@ -38,7 +38,20 @@ CALIBRATION_SAMPLES = 9
 #: model's c; SCR pays it for every history record) and per key moved between cores (lock).
 DEFAULT_WORK_US = 110.0
 DEFAULT_STATE_WORK_US = 1.5
-DEFAULT_TRANSFER_WORK_US = 55.0
+#: The lock's transfer cost, as a ratio to a packet's processing time on the paper's class
+#: of hardware, applied to this emulation's packet (DEFAULT_WORK_US): a core reading a
+#: cache line another core modified pays a cache-to-cache intervention, ~40 ns on a
+#: Broadwell-EP Xeon by Intel's Memory Latency Checker (J. McCalpin, Intel forums, "Core-
+#: to-Core Communication Latency in Skylake/Kaby Lake") and 50-100 ns on Ice Lake-SP and
+#: Sapphire Rapids (AnandTech's Xeon 8380 review; chipsandcheese.com, "Core to Core
+#: Latency Data on Large Systems", 2023); an XDP NF that looks up and updates a map
+#: handles a packet in ~100 ns on one such core (XDP drops at ~24 Mpps, ~40 ns, per core:
+#: Høiland-Jørgensen et al., CoNEXT 2018). So a transfer costs ~0.5 of a packet
+#: (0.25-1 across those machines): 55 µs here. The sweeps take several values
+#: (``--transfer-work-us 0 55 110``: none, this calibration, twice it) for the
+#: sensitivity figure, since "lock loses" depends on it.
+TRANSFER_PER_PACKET = 0.5
+DEFAULT_TRANSFER_WORK_US = TRANSFER_PER_PACKET * DEFAULT_WORK_US
 
 
 def spin_ns_per_round(rounds: int = CALIBRATION_ROUNDS,

@@ -31,13 +31,16 @@ from sequencer.dataplane import READY
 class HostProcess:
     """A data-path process started in a Mininet host, stopped only by its own handle."""
 
-    def __init__(self, name: str, host, argv: list[str], log_dir: Path):
+    def __init__(self, name: str, host, argv: list[str], log_dir: Path,
+                 pass_fds: tuple[int, ...] = ()):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.ready = False
         with open(self.log_path, "w") as log:
+            # pass_fds: files opened out here that the process cannot open in its host
+            # (a Mininet host's /sys has no cgroup file system).
             self.popen = host.popen(argv, stdout=subprocess.PIPE, stderr=log,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, pass_fds=pass_fds)
 
     @property
     def pid(self) -> int:

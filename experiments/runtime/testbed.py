@@ -176,8 +176,9 @@ class Testbed:
     def _python(self, module: str, *args) -> list[str]:
         return [sys.executable, "-m", module, *map(str, args), "--out", str(self.out_dir)]
 
-    def _start(self, name: str, host_name: str, argv: list[str]) -> HostProcess:
-        proc = HostProcess(name, self.net[host_name], argv, self.out_dir)
+    def _start(self, name: str, host_name: str, argv: list[str],
+               pass_fds: tuple[int, ...] = ()) -> HostProcess:
+        proc = HostProcess(name, self.net[host_name], argv, self.out_dir, pass_fds)
         self.processes.append(proc)
         return proc
 
@@ -219,9 +220,25 @@ class Testbed:
                 self.quotas.add(c.cores, self.store.pid)
 
     def _start_worker(self, core: int, *extra: str, name: str = "") -> HostProcess:
-        return self._start(name or f"core{core}", NF, self._python(
-            "nfs.worker", "--iface", self.plan.core_iface(core), "--core", core,
-            "--cores", self.config.cores, *self._worker_args, *extra))
+        stat = self._quota_stat(core)
+        try:
+            if stat is not None:  # its own quota's cpu.stat, which its host cannot open
+                extra = (*extra, "--quota-stat-fd", stat)
+            return self._start(name or f"core{core}", NF, self._python(
+                "nfs.worker", "--iface", self.plan.core_iface(core), "--core", core,
+                "--cores", self.config.cores, *self._worker_args, *extra),
+                pass_fds=() if stat is None else (stat,))
+        finally:
+            if stat is not None:
+                os.close(stat)  # the worker has its own copy
+
+    def _quota_stat(self, core: int) -> int | None:
+        """A descriptor of core ``core``'s ``cpu.stat``, for a strategy that reads its
+        quota's periods (``Strategy.quota_stat``: lock, quota-aware), else None."""
+        if (self.quotas is None or not self.strategy.quota_stat
+                or core >= len(self.quotas.groups)):
+            return None
+        return os.open(self.quotas.groups[core] / "cpu.stat", os.O_RDONLY)
 
     # -- core failover (scr with watch_cores) --
     def kill_core(self, core: int) -> None:

@@ -45,6 +45,7 @@ import fcntl
 import mmap
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,7 @@ class SharedTable:
                 raise ValueError(f"{what}_format {fmt.format!r} is longer than "
                                  f"{_FORMAT_FIELD} characters")
         self._fd = -1
+        self.last_wait_ns = 0  # how long the last transact waited for its stripe lock
         self._mm: mmap.mmap | None = None
         if create:
             capacity = 65536 if capacity is None else capacity
@@ -238,7 +240,9 @@ class SharedTable:
         kb, h, lock_at = self._locate(key)
         stripes = self.stripes
         fd = self._fd
+        asked = time.monotonic_ns()
         fcntl.lockf(fd, fcntl.LOCK_EX, 1, lock_at)
+        self.last_wait_ns = time.monotonic_ns() - asked  # the lock strategy's stall counter
         try:
             mm = self._mm
             # Fast path: the key sits in its home slot (the common case below ~70 % load).

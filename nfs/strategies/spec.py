@@ -38,6 +38,9 @@ class TrialSettings(Protocol):
 
     cores: int
     transfer_work: int
+    lock_quota_aware: bool
+    lock_quota_us: int  # each core's CPU quota per period (0: no quota)
+    quota_period_us: int
     inflight: int
     store_delay_us: float
     recovery: bool
@@ -85,6 +88,9 @@ class Strategy:
     fixed_cores: int | None = None  # runs on exactly this many cores
     recovery: bool = False  # supports loss recovery and core watching
     shared_table: bool = False  # the trial makes a shared-memory table for the cores
+    #: the trial passes each core a descriptor of its CPU quota's ``cpu.stat``
+    #: (``--quota-stat-fd``): the lock's quota-aware locking reads the periods from it
+    quota_stat: bool = False
     store: str | None = None  # the outside store the trial starts (a kind of make_store)
     blocking: bool = False  # a store strategy that waits for each answer
 

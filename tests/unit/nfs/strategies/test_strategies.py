@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import struct
 import zlib
+from types import SimpleNamespace
 
 import pytest
 
 from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.base import DROP, PASS, NetworkFunction
+from nfs.cores import lock as lock_module
 from nfs.cores.base import Core
 from nfs.cores.lock import LockCore
 from nfs.cores.replica import Replica
@@ -759,3 +761,125 @@ def test_make_nf_errors():
     with pytest.raises(ValueError, match="knocks must be three ports"):
         make_nf("knock", knocks=[1, 2])
     assert make_nf("ddos", **make_nf("ddos", threshold=7).params()).threshold == 7
+
+
+# --- quota-aware locking ---------------------------------------------------------------------
+
+
+class FakeClocks:
+    """Stands for ``time`` in ``nfs.cores.lock``: a wall clock and a CPU clock, in ns."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0
+
+    def run(self, ns: int) -> None:  # on the CPU
+        self.wall += ns
+        self.cpu += ns
+
+    def off(self, ns: int) -> None:  # throttled, or waiting
+        self.wall += ns
+
+    def monotonic_ns(self) -> int:
+        return self.wall
+
+    def thread_time_ns(self) -> int:
+        return self.cpu
+
+    def sleep(self, seconds: float) -> None:
+        self.wall += round(seconds * 1e9)
+
+
+def test_the_quota_window_counts_the_cpu_time_of_the_last_period(monkeypatch):
+    clocks = FakeClocks()
+    monkeypatch.setattr(lock_module, "time", clocks)
+    window = lock_module.QuotaWindow(1_000_000, 10_000_000)
+    clocks.run(300_000)
+    assert window.room_ns() == 700_000
+    clocks.off(4_000_000)  # waiting for a lock or a CPU uses no quota
+    clocks.run(600_000)
+    window.note()
+    assert window.room_ns() == 100_000
+    clocks.off(6_000_000)  # the first 300 µs are now more than a period old
+    assert window.room_ns() == 400_000
+    with pytest.raises(ValueError):
+        lock_module.QuotaWindow(2, 1)
+
+
+def test_the_quota_window_errs_on_the_side_of_used(monkeypatch):
+    """CPU time between the last sample and the window's start is counted as in it."""
+    clocks = FakeClocks()
+    monkeypatch.setattr(lock_module, "time", clocks)
+    window = lock_module.QuotaWindow(1_000_000, 10_000_000)
+    clocks.run(500_000)  # no sample in between
+    clocks.off(9_700_000)
+    # Truly 300 µs of it are in the last 10 ms; the window counts all 500 µs.
+    assert window.room_ns() == 500_000
+
+
+def test_the_quota_window_sleeps_until_the_section_fits(monkeypatch):
+    clocks = FakeClocks()
+    monkeypatch.setattr(lock_module, "time", clocks)
+    window = lock_module.QuotaWindow(1_000_000, 10_000_000)
+    clocks.run(950_000)
+    window.note()
+    assert window.wait_for(100_000) > 0  # it had to wait for old CPU time to leave
+    assert window.room_ns() >= 100_000
+    assert window.wait_for(100_000) == 0  # and now it fits at once
+
+
+def test_the_period_counter_reads_nr_periods(tmp_path):
+    stat = tmp_path / "cpu.stat"
+    stat.write_text("nr_periods 42\nnr_throttled 3\nthrottled_time 9\n")
+    assert lock_module.period_counter(stat)() == 42
+
+
+def test_a_quota_aware_core_does_its_work_first_near_the_end_of_its_slice(tmp_path):
+    """Same verdicts and state as without quota awareness; the work is paid exactly once
+    per packet either way, before the lock when the slice is nearly spent."""
+    results = []
+    for remaining in (None, 10_000_000, 0):
+        seq = Sequencer(nf_for("ddos"), 2, "lock")
+        (tmp_path / f"r{remaining}").mkdir()
+        cores = lock_cores(tmp_path / f"r{remaining}", "ddos", 2)
+        paid = []
+        try:
+            for core in cores:
+                core._work = paid.append
+                if remaining is not None:
+                    core.window = SimpleNamespace(room_ns=lambda r=remaining: r,
+                                                  wait_for=lambda _need: 0, note=lambda: None)
+            for i, frame in enumerate(one_source_frames(12)):
+                slot, out = seq.sequence(frame, ts_of(i))
+                cores[slot].handle(out)
+            assert sorted(paid) == list(range(12))
+            first = sum(core.stats["work_first"] for core in cores)
+            assert first == (12 if remaining == 0 else 0)
+            results.append((table_json(cores), [list(c.log_verdict) for c in cores]))
+        finally:
+            close_tables(cores)
+    assert results[0] == results[1] == results[2]
+
+
+def test_the_lock_core_counts_long_waits_as_stalls(tmp_path):
+    seq = Sequencer(nf_for("ddos"), 2, "lock")
+    cores = lock_cores(tmp_path, "ddos", 2)
+    try:
+        waits = iter([10_000, 5_000_000, 20_000, 2_000_000])
+        for core in cores:
+            transact = core.table.transact
+
+            def slow(*args, _transact=transact, _table=core.table, **kwargs):
+                out = _transact(*args, **kwargs)
+                _table.last_wait_ns = next(waits)
+                return out
+
+            core.table.transact = slow
+        for i, frame in enumerate(one_source_frames(4)):
+            slot, out = seq.sequence(frame, ts_of(i))
+            cores[slot].handle(out)
+        stats = [core.stats for core in cores]
+        assert sum(s["lock_stalls"] for s in stats) == 2
+        assert sum(s["lock_stall_us"] for s in stats) == 7_000
+        assert sum(s["lock_wait_us"] for s in stats) == 7_030
+    finally:
+        close_tables(cores)
