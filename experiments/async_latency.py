@@ -46,7 +46,8 @@ DEFAULTS = {"nf": ["ddos"],
                                                                    4000.0, 8000.0],
             "core_share": 1.0, "work_us": 7.5, "state_work_us": 0.0, "max_rate": 9000.0}
 QUICK = {"strategies": ["service", "service-blocking"], "store_delays_us": [0.0, 1000.0],
-         "duration": 1.5, "max_steps": 4, "precision": 0.1}
+         "duration": 1.5, "max_steps": 4, "precision": 0.1,
+         "repeats": 1, "latency_loads": []}
 
 
 def parse_args(argv: list[str] | None):

@@ -31,7 +31,8 @@ DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "service", "r
             "cores": [1, 2, 4, 6, 8],
             "skews": [2.0], "mode": "mlffr", "duration": 2.0, "precision": 0.06,
             "max_steps": 5}
-QUICK = {"cores": [1, 2, 4], "duration": 1.5, "max_steps": 4, "precision": 0.1}
+QUICK = {"cores": [1, 2, 4], "duration": 1.5, "max_steps": 4, "precision": 0.1,
+         "repeats": 1, "latency_loads": []}
 
 
 def parse_args(argv: list[str] | None):

@@ -55,7 +55,8 @@ DEFAULTS = {"nf": [sweep.ALL], "strategies": ["scr"], "cores": [4], "skews": [1.
             "losses": [0.0, 0.005, 0.01, 0.015], "recovery": "on", "mode": "mlffr",
             "duration": 2.0, "precision": 0.06, "max_steps": 5}
 QUICK = {"nf": ["ddos", "knock"], "losses": [0.0, 0.01], "duration": 1.5, "max_steps": 4,
-         "precision": 0.1}
+         "precision": 0.1,
+         "repeats": 1, "latency_loads": []}
 
 
 def parse_args(argv: list[str] | None):

@@ -31,7 +31,8 @@ DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "single", "se
             "cores": [4],
             "skews": [0.0, 0.5, 1.0, 1.5, 2.0], "mode": "mlffr", "duration": 2.0,
             "precision": 0.06, "max_steps": 5}
-QUICK = {"skews": [0.0, 2.0], "duration": 1.5, "max_steps": 4, "precision": 0.1}
+QUICK = {"skews": [0.0, 2.0], "duration": 1.5, "max_steps": 4, "precision": 0.1,
+         "repeats": 1, "latency_loads": []}
 
 
 def parse_args(argv: list[str] | None):

@@ -24,10 +24,13 @@ from collections.abc import Mapping, Sequence
 
 from tabulate import tabulate
 
+from experiments.analysis.mlffr import judged_loss
+from experiments.analysis.repeats import spread
 from nfs.strategies import get as get_strategy
 
 #: Figures of the reported trial that a point's row repeats as they are ("" if absent).
-REPORTED = ("offered_pps", "delivered_pps", "loss", "faithful", "bottleneck")
+REPORTED = ("offered_pps", "delivered_pps", "loss", "steady_loss", "faithful", "bottleneck",
+            "e2e_us_p50", "e2e_us_p99", "lock_stalls", "lock_stall_share")
 RECOVERY = ("injected_loss", "recovered", "lost_everywhere", "fetches", "fetch_us_p50",
             "fetch_us_p99", "fetch_s")
 
@@ -38,11 +41,11 @@ RECOVERY = ("injected_loss", "recovered", "lost_everywhere", "fetches", "fetch_u
 def point_checks(steps: list[tuple[float, dict]], threshold: float, fixed: bool) -> dict:
     """The point's checks over its trials (``steps``: (rate, trial row) in search order).
 
-    The trials the search accepted (loss within the threshold; in fixed mode, the one
+    The trials the search accepted (judged loss within the threshold; in fixed mode, the one
     trial) must be strictly equivalent; every trial, overloaded ones too, must be
     consistent: an overloaded core may drop packets, never let a state go wrong."""
     checks = [r for _rate, r in steps if not r.get("error")]
-    accepted = [r for r in checks if r["loss"] <= threshold or fixed]
+    accepted = [r for r in checks if judged_loss(r) <= threshold or fixed]
     # What the point's two checks judged and found wrong: an accepted trial that was not
     # strictly equivalent, or any trial that was not consistent.
     problems = [p for r in checks
@@ -149,6 +152,12 @@ def equivalence_mark(row: dict) -> str:
 def summary_line(row: dict) -> str:
     """A finished point in one progress line."""
     name = f"{row['nf']:>9} {row['strategy']:>7} cores={row['cores']} skew={row['skew']:g}"
+    if row.get("transfer_work_us") not in ("", None):
+        name += f" transfer={row['transfer_work_us']:g}µs"
+    if row.get("lock_quota_aware") is True:
+        name += " quota-aware"
+    if row.get("repeat") not in ("", None):
+        name += f" #{row['repeat']}"
     if row.get("error"):
         return f"{name}: error: {row['error']}"
     mark = "" if row["faithful"] is True else f"  NOT FAITHFUL ({row['bottleneck']})"
@@ -161,10 +170,14 @@ def _lossy(rows: list[dict]) -> bool:
 
 
 def _recovering(rows: list[dict]) -> bool:
-    return any(r.get("fetches") not in ("", None, 0) for r in rows)
+    return any(float(r.get("fetches") or 0) > 0 for r in rows)
 
 
-def _headers(lossy: bool, recovering: bool, stores: bool) -> list[str]:
+def _repeated(rows: list[dict]) -> bool:
+    return any(int(r.get("repeats") or 1) > 1 for r in rows)
+
+
+def _headers(lossy: bool, recovering: bool, stores: bool, repeated: bool = False) -> list[str]:
     headers = ["nf", "strategy", "cores", "skew", "top flow", "pps", "loss %", "faithful",
                "equivalent", "trials"]
     if lossy:
@@ -174,13 +187,20 @@ def _headers(lossy: bool, recovering: bool, stores: bool) -> list[str]:
         headers += ["fetched", "fetch µs p50/p99"]
     if stores:
         headers += ["delay µs", "p50 µs", "order ✓"]
+    if repeated:
+        headers += ["range pps", "searches"]
     return headers
 
 
 def _table_line(r: dict, vs: float | None, lossy: bool, recovering: bool,
-                stores: bool) -> list:
+                stores: bool, repeated: bool = False, transfers: bool = False) -> list:
+    strategy = r["strategy"]
+    if transfers and r.get("transfer_work_us") not in ("", None):
+        strategy = f"{strategy} ({float(r['transfer_work_us']):g} µs)"
+    if str(r.get("lock_quota_aware", "")).strip().lower() == "true":
+        strategy = f"{strategy} quota-aware"
     line = [
-        r["nf"], r["strategy"], r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
+        r["nf"], strategy, r["cores"], r["skew"], f"{100 * r['top_flow_share']:.0f} %",
         ("error" if r.get("error") else
          f"≥{r['throughput_pps']}" if r.get("ceiling") else r.get("throughput_pps", "-")),
         f"{100 * r['loss']:.1f}" if r.get("loss") not in ("", None) else "-",
@@ -203,6 +223,9 @@ def _table_line(r: dict, vs: float | None, lossy: bool, recovering: bool,
         line += [f"{r.get('store_delay_us', 0):g}" if store else "",
                  r.get("latency_us_p50", "") if store else "",
                  r.get("check_access_order", "")]
+    if repeated:
+        errors = int(r.get("errors") or 0)
+        line += [spread(r), f"{r.get('repeats', 1)}" + (f" ({errors} failed)" if errors else "")]
     return line
 
 
@@ -212,13 +235,19 @@ def table(rows: list[dict]) -> str:
     lost records, "fetched" is how many and "fetch µs" the fetches' p50/p99 (the recovery
     cost). With injected loss, "loss %" is the injected rate, "core loss %" the reported
     trial's loss besides it and "vs no loss" the throughput relative to the same point
-    without loss."""
+    without loss. Rows of repeated searches (``experiments.analysis.repeats.aggregate``)
+    add their range (min-max of the searches) and how many searches there were. A sweep
+    over several lock transfer costs names each lock row's cost (``lock (55 µs)``)."""
     stores = any(get_strategy(r["strategy"]).store for r in rows)
-    lossy, recovering = _lossy(rows), _recovering(rows)
+    lossy, recovering, repeated = _lossy(rows), _recovering(rows), _repeated(rows)
     relative = relative_to_no_loss(rows) if lossy else [None] * len(rows)
-    body = [_table_line(r, vs, lossy, recovering, stores)
+    # Several transfer costs of the lock: each row says its own (a sensitivity sweep).
+    transfers = len({str(r.get("transfer_work_us", "")) for r in rows
+                     if r.get("transfer_work_us") not in ("", None)}) > 1
+    body = [_table_line(r, vs, lossy, recovering, stores, repeated, transfers)
             for r, vs in zip(rows, relative, strict=True)]
-    return tabulate(body, headers=_headers(lossy, recovering, stores), tablefmt="github")
+    return tabulate(body, headers=_headers(lossy, recovering, stores, repeated),
+                    tablefmt="github")
 
 
 def sweep_summary(rows: list[dict], seconds: float) -> dict:

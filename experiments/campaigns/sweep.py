@@ -4,16 +4,21 @@ A sweep runs every combination of NF x strategy x core count x flow skew (``sing
 at one core) and measures each point's throughput:
 
 * ``--mode mlffr`` (default): the maximum loss-free forwarding rate by search
-  (``experiments.analysis.mlffr``), each step a trial (``experiments.runtime.trial``) on a
-  fresh network;
+  (``experiments.analysis.mlffr``: judged on the larger of the packets lost and the
+  steady-state deficit after ``--warmup``, the rate found confirmed by a second trial),
+  each step a trial (``experiments.runtime.trial``) on a fresh network; ``--repeats``
+  independent searches per point, the point their median with its min-max range
+  (``experiments.analysis.repeats``); then, with ``--latency-loads``, one trial per load
+  at that fraction of the point's median MLFFR, for its latency (``latency.csv``);
 * ``--mode fixed``: one trial at ``--rate``; the throughput is the rate the cores delivered.
 
 Every trial is checked against sequential processing (``check_equivalent``: every verdict
 and every state equal to one core processing the same packets in the sequencer's order,
 given the packets the run lost) and watched by the fidelity monitor (``faithful``,
-``bottleneck``). A point is faithful when its reported trial was. It writes
-``results/<kind>/<timestamp>/`` with ``config.json``, ``results.csv`` (one row per point,
-appended as points finish; Ctrl-C keeps them), ``trials.csv`` (one row per trial), the
+``bottleneck``). A search is faithful when its reported trial was. It writes
+``results/<kind>/<timestamp>/`` with ``config.json``, ``results.csv`` (one row per search,
+``repeat`` numbering a point's searches, appended as they finish; Ctrl-C keeps them),
+``trials.csv`` (one row per trial), ``latency.csv`` (the load trials), the
 traces, every trial's folder, the plots (``experiments.plots.plotting``, from the CSV), a
 table and ``summary.json``. What a point's row says from its trials, the table and the
 summary are ``experiments.analysis.tables``; this module runs the trials and records them.
@@ -34,7 +39,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from experiments.analysis.errors import TrialError
-from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr
+from experiments.analysis.mlffr import DEFAULT_THRESHOLD, find_mlffr, judged_loss
+from experiments.analysis.repeats import aggregate
 from experiments.analysis.tables import point_row, summary_line, sweep_summary, table
 from experiments.argtypes import (
     fraction,
@@ -50,7 +56,7 @@ from experiments.runtime.calibration import (
     calibrate,
 )
 from experiments.runtime.capacity import measure_capacity
-from experiments.runtime.config import TrialConfig
+from experiments.runtime.config import DEFAULT_WARMUP_S, TrialConfig
 from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
 from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog, new_run_dir, write_config
@@ -63,26 +69,39 @@ from nfs.strategies import get as get_strategy
 from nfs.strategies import names as strategy_names
 
 COLUMNS = [
-    "nf", "strategy", "cores", "skew", "trace", "store_delay_us", "top_flow_share", "mode",
-    "throughput_pps",
-    "offered_pps", "delivered_pps", "loss", "faithful", "bottleneck", "check_equivalent",
-    "check_consistent", "check_problem", "search_steps", "rates_tried", "ceiling",
-    "unfaithful_rates", "per_core", "lost_updates", "busy", "machine_idle", "check_access_order",
-    "store_retries", "latency_us_p50", "latency_us_p99", "loss_rate", "injected_loss",
+    "nf", "strategy", "cores", "skew", "trace", "store_delay_us", "transfer_work_us",
+    "lock_quota_aware", "top_flow_share", "mode", "repeat", "throughput_pps",
+    "offered_pps", "delivered_pps", "loss", "steady_loss", "faithful", "bottleneck",
+    "check_equivalent", "check_consistent", "check_problem", "search_steps", "rates_tried",
+    "ceiling", "confirmed", "refuted_rates", "unfaithful_rates", "per_core", "lost_updates",
+    "busy", "machine_idle", "lock_stalls", "lock_stall_share", "check_access_order",
+    "store_retries", "latency_us_p50",
+    "latency_us_p99", "e2e_us_p50", "e2e_us_p99", "loss_rate", "injected_loss",
     "recovered", "lost_everywhere", "fetches", "fetch_us_p50", "fetch_us_p99", "fetch_s",
     "trial", "seconds", "error",
 ]
 TRIAL_COLUMNS = [
-    "nf", "strategy", "cores", "skew", "store_delay_us", "target_pps", "offered_pps",
-    "delivered_pps", "loss", "sent", "processed", "core_rx_dropped", "per_core", "faithful",
-    "bottleneck",
+    "nf", "strategy", "cores", "skew", "store_delay_us", "transfer_work_us",
+    "lock_quota_aware", "repeat", "target_pps", "offered_pps", "delivered_pps", "loss",
+    "steady_loss", "steady_pps", "sent",
+    "processed", "core_rx_dropped", "per_core", "faithful", "bottleneck", "lock_stalls",
+    "lock_stall_s", "lock_wait_s", "lock_stall_share",
     "check_equivalent", "check_consistent", "check_verdict_mismatches",
     "check_chain_mismatches", "check_diverged_replicas", "check_protocol_errors",
     "check_unexplained_losses", "check_unsupported_gaps", "lost_updates", "malformed_shim",
     "malformed_cores", "check_access_order", "access_order_mismatches", "store_ops",
     "store_retries", "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50",
-    "loss_rate", "injected_loss", "recovered", "lost_everywhere", "fetches",
-    "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s", "trial", "error",
+    "e2e_us_p50", "e2e_us_p99", "loss_rate", "injected_loss", "recovered", "lost_everywhere",
+    "fetches", "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s", "trial",
+    "error",
+]
+#: One trial per point at each of these fractions of its median MLFFR: latency at load.
+LATENCY_COLUMNS = [
+    "nf", "strategy", "cores", "skew", "store_delay_us", "transfer_work_us",
+    "lock_quota_aware", "load",
+    "mlffr_pps", "target_pps", "offered_pps", "loss", "steady_loss", "faithful",
+    "check_equivalent", "check_consistent", "e2e_us_p50", "e2e_us_p99", "latency_us_p50",
+    "latency_us_p99", "trial", "error",
 ]
 ALL = "all"
 CAPACITY_COLUMNS = ["nf", "cpu_us_per_packet", "per_core_pps", "cores", "core_share", "pps",
@@ -105,12 +124,24 @@ class Point:
     skew: float
     store_delay_us: float = 0.0  # service/remote: latency injected per store round trip
     loss: float = 0.0  # fraction of packets the dispatch stage drops
+    transfer_us: float | None = None  # lock: µs paid per key moved between cores
+    quota_aware: bool | None = None  # lock: quota-aware locking (nfs.cores.lock)
 
     @property
     def name(self) -> str:
         delay = f"-d{self.store_delay_us:g}us" if self.store_delay_us else ""
         loss = f"-loss{100 * self.loss:g}pct" if self.loss else ""
-        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}{loss}"
+        transfer = f"-x{self.transfer_us:g}us" if self.transfer_us is not None else ""
+        transfer += "-aware" if self.quota_aware else ""
+        return f"{self.nf}-{self.strategy}-c{self.cores}-s{self.skew:g}{delay}{loss}{transfer}"
+
+    def row(self) -> dict:
+        """The columns naming the point in every CSV of the sweep."""
+        return {"nf": self.nf, "strategy": self.strategy, "cores": self.cores,
+                "skew": self.skew, "store_delay_us": self.store_delay_us,
+                "transfer_work_us": "" if self.transfer_us is None else self.transfer_us,
+                "lock_quota_aware": "" if self.quota_aware is None else self.quota_aware,
+                "loss_rate": self.loss}
 
 
 def _add_point_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
@@ -138,6 +169,17 @@ def _add_point_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
                         help="mlffr mode: trials per point at most")
     parser.add_argument("--duration", type=positive_float, default=defaults["duration"],
                         help="seconds of traffic per trial")
+    parser.add_argument("--warmup", type=non_negative_float, default=DEFAULT_WARMUP_S,
+                        help="mlffr mode: seconds at the start of a trial left out of its "
+                             "steady-state loss")
+    parser.add_argument("--repeats", type=positive_int, default=defaults.get("repeats", 3),
+                        help="mlffr mode: independent searches per point (the point is their "
+                             "median, shown with their range)")
+    parser.add_argument("--latency-loads", type=fraction, nargs="*",
+                        default=defaults.get("latency_loads", [0.5, 0.9]),
+                        help="mlffr mode: after a point's searches, one trial at each of these "
+                             "fractions of its median MLFFR, for latency at a stated load "
+                             "(latency.csv; none: skip)")
     parser.add_argument("--flows", type=positive_int, default=200,
                         help="background flows per trace")
 
@@ -155,10 +197,16 @@ def _add_cost_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
     parser.add_argument("--core-share", type=positive_float,
                         default=defaults.get("core_share", DEFAULT_CORE_SHARE),
                         help="CPU quota of each emulated core, fraction of one CPU")
-    parser.add_argument("--transfer-work-us", type=non_negative_float,
-                        default=DEFAULT_TRANSFER_WORK_US,
+    parser.add_argument("--transfer-work-us", type=non_negative_float, nargs="+",
+                        default=[DEFAULT_TRANSFER_WORK_US],
                         help="lock: µs paid when a key's state was last written by another "
-                             "core (0: no coherence cost)")
+                             "core (0: no coherence cost; one lock point per value; the "
+                             "default's basis is in experiments.runtime.calibration)")
+    parser.add_argument("--lock-quota-aware", choices=("on", "off"), nargs="+",
+                        default=["off"],
+                        help="lock: a core takes a lock only with CPU quota left for the "
+                             "critical section (nfs.cores.lock: fewer stalls, less capacity; "
+                             "both: one lock point per value)")
     parser.add_argument("--inflight", type=positive_int, default=DEFAULT_INFLIGHT,
                         help="service/remote: packets in flight per core (async runtime)")
     parser.add_argument("--store-delays-us", type=non_negative_float, nargs="+",
@@ -229,8 +277,12 @@ def points(args: argparse.Namespace) -> list[Point]:
                 spec = get_strategy(strategy)
                 counts = [spec.fixed_cores] if spec.fixed_cores else args.cores
                 delays = args.store_delays_us if spec.store else [0.0]
-                out += [Point(nf, strategy, cores, skew, delay, loss)
-                        for loss in args.losses for delay in delays for cores in counts]
+                transfers = args.transfer_work_us if spec.shared_table else [None]
+                aware = ([value == "on" for value in args.lock_quota_aware]
+                         if spec.shared_table else [None])
+                out += [Point(nf, strategy, cores, skew, delay, loss, transfer, quota)
+                        for quota in aware for transfer in transfers for loss in args.losses
+                        for delay in delays for cores in counts]
     return list(dict.fromkeys(out))
 
 
@@ -241,7 +293,7 @@ class Sweep:
         self.kind = kind
         self.args = args
         self.points = points(args)
-        self.costs = calibrate(args.work_us, args.state_work_us, args.transfer_work_us)
+        self.costs = calibrate(args.work_us, args.state_work_us, args.transfer_work_us[0])
         self.imported: Path | None = None  # --trace, rewritten into the testbed's range
         self.trace_summary: TraceSummary | None = None
         if args.trace is not None:  # TraceError before any results folder exists
@@ -255,6 +307,7 @@ class Sweep:
         self.capacity = CsvLog(self.run_dir / "capacity.csv", CAPACITY_COLUMNS)
         self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
         self.trials = CsvLog(self.run_dir / "trials.csv", TRIAL_COLUMNS)
+        self.latency = CsvLog(self.run_dir / "latency.csv", LATENCY_COLUMNS)
         self.rows: list[dict] = []
         self.traces: dict[float, Path] = {}
         self.per_core: dict[str, float] = {}  # best throughput per core seen, per NF
@@ -274,27 +327,34 @@ class Sweep:
             self.traces[skew] = path
         return self.traces[skew]
 
-    def trial(self, point: Point, rate: float, bar: tqdm) -> dict:
+    def trial(self, point: Point, rate: float, bar: tqdm, repeat: int | str = "") -> dict:
+        """One trial of ``point`` at ``rate`` (``repeat``: which search, or "load50" ...)."""
         a = self.args
         count = max(MIN_TRIAL_PACKETS, math.ceil(rate * a.duration))
+        transfer = self.costs.rounds(point.transfer_us) if point.transfer_us else 0
         config = TrialConfig(
             nf=point.nf, nf_params=self.costs.nf_params(), cores=point.cores, rate_pps=rate,
             spin_ns=self.costs.ns_per_round, strategy=point.strategy, packets=count,
-            core_share=a.core_share,
-            transfer_work=self.costs.transfer_work, inflight=a.inflight,
+            core_share=a.core_share, warmup_s=a.warmup,
+            transfer_work=transfer, lock_quota_aware=point.quota_aware is True,
+            inflight=a.inflight,
             store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
             recovery=a.recovery == "on" and get_strategy(point.strategy).recovery)
-        trial_dir = self.run_dir / "trials" / point.name / f"rate{rate:.0f}"
-        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
-               "skew": point.skew, "loss_rate": point.loss, "target_pps": round(rate, 1),
-               "trial": str(
-                   trial_dir.relative_to(self.run_dir))}
+        sub = f"r{repeat}" if isinstance(repeat, int) else repeat  # r0, r1 ... or load50
+        folder = self.run_dir / "trials" / point.name / sub
+        trial_dir = folder / f"rate{rate:.0f}"
+        again = 1
+        while trial_dir.exists():  # a retry or a confirmation at the same rate
+            again += 1
+            trial_dir = folder / f"rate{rate:.0f}-{again}"
+        row = {**point.row(), "repeat": repeat, "target_pps": round(rate, 1),
+               "trial": str(trial_dir.relative_to(self.run_dir))}
         try:
             row.update(run_trial(config, self.trace(point.skew), trial_dir))
         except TrialError as err:
             row.update(error=str(err), loss=1.0, delivered_pps=0.0)
         self.trials.append(row)
-        bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * row['loss']:.1f} %")
+        bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * judged_loss(row):.1f} %")
         return row
 
     def measure_core(self, point: Point, bar: tqdm) -> float:
@@ -314,18 +374,16 @@ class Sweep:
         self.per_core[point.nf] = found.per_core_pps
         return found.per_core_pps
 
-    def measure(self, point: Point, bar: tqdm) -> dict:
+    def measure(self, point: Point, bar: tqdm, repeat: int = 0) -> dict:
+        """One search of ``point`` (its ``repeat``-th), or its one trial in fixed mode."""
         a = self.args
         share = (self.trace_summary.top_flow_share if self.trace_summary
                  else flow_shares(a.flows, point.skew)[0])
-        row = {"nf": point.nf, "strategy": point.strategy, "cores": point.cores,
-               "skew": point.skew, "store_delay_us": point.store_delay_us,
-               "loss_rate": point.loss, "mode": a.mode,
-               "trace": a.trace.name if a.trace else "",
-               "top_flow_share": round(share, 3)}
+        row = {**point.row(), "mode": a.mode, "repeat": repeat,
+               "trace": a.trace.name if a.trace else "", "top_flow_share": round(share, 3)}
         started = time.monotonic()
         if a.mode == "fixed":
-            best = self.trial(point, a.rate, bar)
+            best = self.trial(point, a.rate, bar, repeat)
             steps = [(a.rate, best)]
             throughput = best.get("delivered_pps", 0.0)
             ceiling = False
@@ -333,13 +391,15 @@ class Sweep:
             per_core = self.per_core.get(point.nf) or a.probe_per_core \
                 or self.measure_core(point, bar)
             start = min(a.max_rate, max(100.0, PROBE_OVER_CAPACITY * per_core * point.cores))
-            search = find_mlffr(lambda rate: self.trial(point, rate, bar), start,
+            search = find_mlffr(lambda rate: self.trial(point, rate, bar, repeat), start,
                                 threshold=a.threshold, precision=a.precision,
                                 max_steps=a.max_steps)
             best, steps, throughput, ceiling = (search.best, search.steps, search.mlffr,
                                                 search.ceiling)
             # Rates whose trial was unfaithful twice: the search stayed below them.
             row["unfaithful_rates"] = [round(rate) for rate in search.unfaithful]
+            row["confirmed"] = search.confirmed
+            row["refuted_rates"] = [round(rate) for rate in search.refuted]
             if throughput and not ceiling:
                 self.per_core[point.nf] = max(self.per_core.get(point.nf, 0.0),
                                               throughput / point.cores)
@@ -348,28 +408,59 @@ class Sweep:
         row["seconds"] = round(time.monotonic() - started, 1)
         return row
 
+    def measure_latency(self, point: Point, searches: list[dict], bar: tqdm) -> None:
+        """One trial at each ``--latency-loads`` fraction of the point's median MLFFR."""
+        summary = aggregate(searches)[0]
+        mlffr = float(summary["throughput_pps"] or 0)
+        if self.args.mode != "mlffr" or summary.get("error") or not mlffr:
+            return
+        for load in self.args.latency_loads:
+            rate = load * mlffr
+            if rate < 10:
+                continue
+            result = self.trial(point, rate, bar, f"load{100 * load:g}")
+            self.latency.append({**point.row(), "load": load, "mlffr_pps": mlffr,
+                                 **{k: v for k, v in result.items()
+                                    if k in LATENCY_COLUMNS and k not in point.row()}})
+
+    def repeats(self) -> int:
+        """Searches per point: ``--repeats`` in mlffr mode; fixed mode measures once."""
+        return self.args.repeats if self.args.mode == "mlffr" else 1
+
     def run(self) -> list[dict]:
-        with tqdm(self.points, desc=self.kind, unit="point", file=sys.stderr,
-                  dynamic_ncols=True) as bar:
-            for point in bar:
-                row = self.measure(point, bar)
-                self.results.append(row)
-                self.rows.append(row)
-                tqdm.write(summary_line(row), file=sys.stderr)
+        """Every point's searches (``results.csv``), then its latency trials; returns the
+        search rows."""
+        with tqdm(total=len(self.points) * self.repeats(), desc=self.kind, unit="search",
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            for point in self.points:
+                searches = []
+                for repeat in range(self.repeats()):
+                    row = self.measure(point, bar, repeat)
+                    self.results.append(row)
+                    searches.append(row)
+                    self.rows.append(row)
+                    bar.update()
+                    tqdm.write(summary_line(row), file=sys.stderr)
+                self.measure_latency(point, searches, bar)
         return self.rows
 
 
-def main(kind: str, args: argparse.Namespace) -> int:
-    """Run a sweep; print the table and the plots' paths. Exit 130 on Ctrl-C."""
-    if (status := start_experiment(kind)) is not None:
-        return status
+def run_sweep(kind: str, args: argparse.Namespace,
+              root: Path | None = None) -> tuple[int, Path | None]:
+    """Run a sweep into ``<root or --results-dir>/<kind>/<timestamp>``; print the table
+    and the plots' paths. Returns the exit status (0, 1 when a point failed, 2 when it
+    could not start, 130 on Ctrl-C) and the folder (None when none was made)."""
     started = time.monotonic()
+    if root is not None:
+        args.results_dir = root
     try:
         sweep = Sweep(kind, args)
     except TraceError as err:
         print(f"{kind}: {err}", file=sys.stderr)
-        return 2
-    print(f"{kind}: {len(sweep.points)} points -> {sweep.run_dir}", file=sys.stderr)
+        return 2, None
+    repeats = sweep.repeats()
+    print(f"{kind}: {len(sweep.points)} points x {repeats} search{'es' * (repeats > 1)} -> "
+          f"{sweep.run_dir}", file=sys.stderr)
     if sweep.trace_summary is not None:
         print(sweep.trace_summary.table(), file=sys.stderr)
     try:
@@ -377,9 +468,10 @@ def main(kind: str, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\n{kind}: interrupted; finished points are in {sweep.run_dir / 'results.csv'}",
               file=sys.stderr)
-        return 130
+        return 130, sweep.run_dir
+    by_point = aggregate(rows)
     print()
-    print(table(rows))
+    print(table(by_point))
     try:
         for path in plot_run(sweep.run_dir):
             print(f"plot: {path}")
@@ -388,5 +480,12 @@ def main(kind: str, args: argparse.Namespace) -> int:
     elapsed = round(time.monotonic() - started, 1)
     print(f"results: {sweep.run_dir}  ({elapsed:.0f} s)")
     (sweep.run_dir / "summary.json").write_text(
-        json.dumps(sweep_summary(rows, elapsed), indent=1) + "\n")
-    return 1 if any(r.get("error") for r in rows) else 0
+        json.dumps(sweep_summary(by_point, elapsed), indent=1) + "\n")
+    return (1 if any(r.get("error") for r in by_point) else 0), sweep.run_dir
+
+
+def main(kind: str, args: argparse.Namespace) -> int:
+    """Run a sweep (:func:`run_sweep`) after checking the machine; its exit status."""
+    if (status := start_experiment(kind)) is not None:
+        return status
+    return run_sweep(kind, args)[0]

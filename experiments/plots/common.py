@@ -10,10 +10,13 @@ Caveats:
 - Unfaithful points (the generator, OVS, shim or sink was the bottleneck) keep their
   bottlenecks; an empty ``faithful`` cell is not a flag. Rows with an ``error`` are skipped
   and counted, for the caption.
-- Repeated rows for one (mode, NF, strategy, skew, cores) are averaged; the mean is faithful
-  only if every repeat was, and not equivalent if any repeat was not.
+- Repeated rows for one (mode, NF, strategy, skew, cores) are the repeated searches of one
+  point (``--repeats``): the point is their median, with their min and max (drawn as error
+  bars) and every value (the model fit uses each); it is faithful only if every repeat
+  was, and not equivalent if any repeat was not.
 - Rows with an injected loss (``loss_rate`` > 0) or a store delay are their own series
-  (``scr loss 1%``, ``service +1 ms``), never averaged with the point without them.
+  (``scr loss 1%``, ``service +1 ms``), never merged with the point without them; so are a
+  lock's transfer costs when the CSV has several (``lock transfer 55 µs``).
 - CSVs written before these columns existed still load: ``throughput_pps`` falls back to
   ``delivered_pps``, a missing ``mode`` means "fixed", a missing ``faithful`` means not
   flagged (those runs did not check the infrastructure).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,7 +56,7 @@ EXTRA_STYLES = [("tab:cyan", "h"), ("gold", "*"), ("darkblue", "d"), ("lime", "p
 
 @dataclass(frozen=True)
 class Point:
-    """One plotted point: the mean over the CSV rows that share its key."""
+    """One plotted point: the median over the CSV rows that share its key."""
 
     nf: str
     strategy: str
@@ -66,6 +70,9 @@ class Point:
     top_flow_share: float | None
     runs: int = 1
     ceiling: bool = False  # the search's first probe passed: a lower bound, not a measure
+    low: float | None = None  # the smallest and largest of the repeats (None: one run)
+    high: float | None = None
+    values: tuple[float, ...] = ()  # every repeat's throughput
 
 
 _TRUE = {"true", "1", "yes"}
@@ -117,19 +124,26 @@ def load_results(run_dir: Path) -> tuple[list[Point], int]:
             raise ValueError(f"{path} lacks column(s) {', '.join(missing)}")
     groups: dict[tuple, list[dict]] = defaultdict(list)
     errors = 0
+    # A lock's transfer cost names its series only where the CSV has several of them.
+    transfers: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        transfers[(row.get("strategy") or "").strip()].add(
+            (row.get("transfer_work_us") or "").strip())
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         if (row.get("error") or "").strip():
             errors += 1
             continue
-        key, parsed = _parse_row(row, f"{path} line {line}")
+        strategy = (row.get("strategy") or "").strip()
+        key, parsed = _parse_row(row, f"{path} line {line}", len(transfers[strategy]) > 1)
         groups[key].append(parsed)
     points = [_merge(key, repeats) for key, repeats in groups.items()]
     points.sort(key=lambda p: (p.mode, p.nf, strategy_order(p.strategy), p.skew, p.cores))
     return points, errors
 
 
-def _parse_row(row: dict, where: str) -> tuple[tuple, dict]:
-    """An error-free row's point key (nf, series, mode, skew, cores) and its measures."""
+def _parse_row(row: dict, where: str, name_transfer: bool = False) -> tuple[tuple, dict]:
+    """An error-free row's point key (nf, series, mode, skew, cores) and its measures
+    (``name_transfer``: the lock's transfer cost names the series)."""
     rate_column = "throughput_pps" if "throughput_pps" in row else "delivered_pps"
     cores = number(row, "cores", where, int)
     if cores < 1:
@@ -152,6 +166,10 @@ def _parse_row(row: dict, where: str) -> tuple[tuple, dict]:
     loss = (row.get("loss_rate") or "").strip()
     if loss and number(row, "loss_rate", where):  # likewise per injected loss
         strategy = f"{strategy} loss {100 * number(row, 'loss_rate', where):g}%"
+    if name_transfer and (row.get("transfer_work_us") or "").strip():
+        strategy = f"{strategy} transfer {number(row, 'transfer_work_us', where):g} µs"
+    if flag(row.get("lock_quota_aware") or "", "lock_quota_aware", where):
+        strategy = f"{strategy} quota-aware"  # the option that paces the cores
     key = ((row.get("nf") or "").strip() or "?", strategy,
            (row.get("mode") or "").strip() or "fixed", number(row, "skew", where), cores)
     return key, parsed
@@ -163,9 +181,12 @@ def _merge(key: tuple, repeats: list[dict]) -> Point:
     checks = {r["equivalent"] for r in repeats}
     shares = [r["share"] for r in repeats if r["share"] is not None]
     faithful = all(r["faithful"] for r in repeats)
+    values = tuple(r["throughput"] for r in repeats)
     return Point(
         nf=nf, strategy=strategy, mode=mode, skew=skew, cores=cores,
-        throughput=sum(r["throughput"] for r in repeats) / len(repeats),
+        throughput=statistics.median(values),
+        low=min(values) if len(values) > 1 else None,
+        high=max(values) if len(values) > 1 else None, values=values,
         faithful=faithful,
         bottleneck="" if faithful else _join(r["bottleneck"] or "unnamed"
                                               for r in repeats if not r["faithful"]),

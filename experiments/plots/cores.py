@@ -3,9 +3,10 @@
 :func:`plot_cores` draws one figure per flow skew (``cores_skew<s>.png``; with a CSV that
 mixes modes, ``cores_skew<s>_<mode>.png``), one panel per NF, one line per strategy
 (``single``: a dotted reference level at its one core), and in MLFFR mode the SCR model
-``MLFFR(n) = n / (t + (n-1) c)`` fitted on the panel's SCR points (the fit itself is
+``MLFFR(n) = n / (t + (n-1) c)`` fitted on the panel's SCR points, every repeated search
+its own point, drawn with its 95 % confidence band (the fit and its intervals are
 ``experiments.analysis.model``). :func:`write_model_fit` writes ``model_fit.csv``: one row
-per (NF, skew) whose points fit.
+per (NF, skew) whose points fit, with t's and c's intervals.
 
 Caveats: only faithful (``faithful`` not "False"), error-free SCR points measured in mode
 "mlffr" with a positive rate, and not a search's ceiling (a lower bound), enter the model
@@ -17,6 +18,7 @@ largest core count in the figure, extrapolated where a panel has fewer.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from experiments.analysis.model import ModelFit, fit_model
@@ -42,7 +44,8 @@ from experiments.plots.figures import (
 )
 
 MODEL_FIT_CSV = "model_fit.csv"
-MODEL_FIT_COLUMNS = ["nf", "skew", "t_us", "c_us", "max_rel_error", "points"]
+MODEL_FIT_COLUMNS = ["nf", "skew", "t_us", "t_us_low", "t_us_high", "c_us", "c_us_low",
+                     "c_us_high", "max_rel_error", "points"]
 FIT_STRATEGY = "scr"
 FIT_MODE = "mlffr"
 FIT_STEPS = 200  # segments of the drawn model curve
@@ -50,7 +53,7 @@ FIT_STEPS = 200  # segments of the drawn model curve
 
 def fit_for(points: list[Point], nf: str, skew: float) -> tuple[ModelFit | None, str]:
     """The SCR model fit for one NF and skew, or None with the reason."""
-    used = [(p.cores, p.throughput) for p in points
+    used = [(p.cores, value) for p in points for value in (p.values or (p.throughput,))
             if p.nf == nf and p.skew == skew and p.strategy == FIT_STRATEGY
             and p.mode == FIT_MODE and p.faithful and p.throughput > 0
             and not p.ceiling]  # a lower bound (the search's ceiling) would bend the fit
@@ -71,8 +74,9 @@ def write_model_fit(run_dir: Path, points: list[Point]) -> Path:
         for nf, skew in sorted({(p.nf, p.skew) for p in points if p.strategy == FIT_STRATEGY}):
             fit, _ = fit_for(points, nf, skew)
             if fit is not None:
-                writer.writerow([nf, f"{skew:g}", f"{fit.t_us:.6g}", f"{fit.c_us:.6g}",
-                                 f"{fit.max_rel_error:.6g}", len(fit.points)])
+                t_ci, c_ci = fit.t_ci_us or ("", ""), fit.c_ci_us or ("", "")
+                writer.writerow([nf, f"{skew:g}", *(f"{v:.6g}" if v != "" else "" for v in (
+                    fit.t_us, *t_ci, fit.c_us, *c_ci, fit.max_rel_error)), len(fit.points)])
     return path
 
 
@@ -95,13 +99,24 @@ def _draw_fit(ax, mine: list[Point], nf: str, skew: float, max_cores: int,
             notes.append(f"{nf}: no SCR model: {why}")
         return
     xs = [1 + (max_cores - 1) * i / FIT_STEPS for i in range(FIT_STEPS + 1)]
+    t_ci, c_ci = fit.t_ci_us, fit.c_ci_us
+    label = (f"SCR model: t={fit.t_us:.3g} [{t_ci[0]:.3g}, {t_ci[1]:.3g}] µs, "
+             f"c={fit.c_us:.3g} [{c_ci[0]:.3g}, {c_ci[1]:.3g}] µs" if t_ci and c_ci else
+             f"SCR model: t={fit.t_us:.3g} µs, c={fit.c_us:.3g} µs")
     line, = ax.plot(xs, [fit.predict(x) for x in xs], color=STYLES["scr"][0],
-                    linestyle="--", linewidth=1,
-                    label=f"SCR model: t={fit.t_us:.3g} µs, c={fit.c_us:.3g} µs")
+                    linestyle="--", linewidth=1, label=label)
+    if fit.band(1) is not None:
+        bands = [fit.band(x) for x in xs]
+        top = max(p.high or p.throughput for p in mine) * 1.5  # an unbounded band is clipped
+        ax.fill_between(xs, [lo for lo, _hi in bands],
+                        [top if math.isnan(hi) else min(hi, top) for _lo, hi in bands],
+                        color=STYLES["scr"][0], alpha=0.12, linewidth=0)
     # Upper left: throughput grows with cores, so that corner is usually empty.
     ax.legend(handles=[line], loc="upper left", fontsize=7)
-    notes.append(f"{nf}: SCR model fitted on {len(fit.points)} point(s), max "
-                 f"relative error {fit.max_rel_error:.1%}")
+    notes.append(f"{nf}: SCR model fitted on {len(fit.points)} search(es), max "
+                 f"relative error {fit.max_rel_error:.1%}"
+                 + ("; shaded: its 95 % confidence band, brackets: 95 % intervals"
+                    if t_ci else ""))
 
 
 def _cores_figure(path: Path, points: list[Point], mode: str, skew: float,

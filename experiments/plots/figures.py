@@ -1,7 +1,8 @@
 """Drawing helpers every points figure shares: panels, series, markers, legend and caption.
 
 A series is a line through :class:`~experiments.plots.common.Point` objects with filled
-markers (:func:`draw`); unfaithful points are drawn hollow and reached by faint dotted
+markers (:func:`draw`), each repeated point with an error bar from the smallest to the
+largest of its repeats; unfaithful points are drawn hollow and reached by faint dotted
 segments, so the line does not vouch for them, and points whose sequential-equivalence
 check failed get a red x (:func:`mark`). :func:`finish` puts one legend for the whole
 figure below the panels and a caption (:func:`caption_notes`: what is marked, what was left out)
@@ -79,6 +80,12 @@ def draw(ax, xs: list[float], points: list[Point], color: str, marker: str, labe
     segments (so the line does not vouch for them), non-equivalent ones crossed."""
     ys = [p.throughput for p in points]
     ax.plot([], [], color=color, marker=marker, linestyle=linestyle, label=label, markersize=6)
+    ranged = [(x, p) for x, p in zip(xs, points, strict=True) if p.low is not None]
+    if ranged:  # the repeats' min-max around their median
+        ax.errorbar([x for x, _p in ranged], [p.throughput for _x, p in ranged],
+                    yerr=[[p.throughput - p.low for _x, p in ranged],
+                          [p.high - p.throughput for _x, p in ranged]],
+                    fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.8)
     ax.plot(xs, ys, color=color, marker=marker, linestyle="none", markersize=6)
     for i in range(len(points) - 1):
         trusted = points[i].faithful and points[i + 1].faithful
@@ -115,8 +122,13 @@ def caption_notes(points: list[Point], errors: int) -> list[str]:
                      "sequential processing")
     if errors:
         notes.append(f"{errors} row(s) of results.csv with an error were skipped")
-    if any(p.runs > 1 for p in points):
-        notes.append("points with repeated rows show the mean of the repeats")
+    runs = sorted({p.runs for p in points})
+    if runs[-1] > 1:
+        counts = "/".join(str(r) for r in runs)
+        notes.append(f"each point: the median of its {counts} repeated searches; bars: their "
+                     "min-max")
+    elif any(p.mode == "mlffr" for p in points):
+        notes.append("one search per point: no spread shown (run with --repeats 3 for it)")
     return notes
 
 

@@ -26,7 +26,8 @@ Caveats:
   reached by faint dotted segments, and counted per bottleneck in the caption; an empty
   ``faithful`` cell is not a flag. Points whose sequential-equivalence check failed get a
   red ×. Rows with an ``error`` are skipped and counted in the caption.
-- Repeated rows for one (mode, NF, strategy, skew, cores) are averaged; rows with an
+- Repeated rows for one (mode, NF, strategy, skew, cores) are one point's searches: the
+  median, with error bars from their min to their max; rows with an
   injected loss or a store delay are their own series (see ``experiments.plots.common``).
 - A CSV mixing modes gets one figure per mode (``cores_skew<s>_<mode>.png``,
   ``skew_<mode>.png``): MLFFR and fixed-rate numbers never share an axis.
@@ -85,9 +86,15 @@ def fit_table(run_dir: Path) -> str:
     rows = read_csv(Path(run_dir) / MODEL_FIT_CSV)
     if not rows:
         return "model fit: none (needs faithful SCR MLFFR points at 2 or more core counts)"
-    body = [[r["nf"], r["skew"], f"{float(r['t_us']):.3f}", f"{float(r['c_us']):.3f}",
+    def interval(r: dict, name: str) -> str:
+        low, high = r.get(f"{name}_low") or "", r.get(f"{name}_high") or ""
+        return f"{float(low):.1f} – {float(high):.1f}" if low and high else "-"
+
+    body = [[r["nf"], r["skew"], f"{float(r['t_us']):.3f}", interval(r, "t_us"),
+             f"{float(r['c_us']):.3f}", interval(r, "c_us"),
              f"{100 * float(r['max_rel_error']):.1f}", r["points"]] for r in rows]
-    return tabulate(body, headers=["nf", "skew", "t (µs)", "c (µs)", "max error %", "points"],
+    return tabulate(body, headers=["nf", "skew", "t (µs)", "t 95 %", "c (µs)", "c 95 %",
+                                   "max error %", "searches"],
                     tablefmt="github", disable_numparse=True)
 
 

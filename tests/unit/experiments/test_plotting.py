@@ -188,8 +188,10 @@ def test_cli_redraws_a_folder_and_prints_the_fit(tmp_path):
     assert str(run_dir / "skew.png") in result.stdout.splitlines()
     table = [[cell.strip() for cell in line.strip("|").split("|")]
              for line in result.stdout.splitlines() if line.startswith("|")]
-    assert table[0] == ["nf", "skew", "t (µs)", "c (µs)", "max error %", "points"]
-    assert ["knock", "1.5", "40.000", "3.000", "0.0", "2"] in table
+    assert table[0] == ["nf", "skew", "t (µs)", "t 95 %", "c (µs)", "c 95 %", "max error %",
+                        "searches"]
+    # Two exact points: the model fits them exactly, with no interval to give.
+    assert ["knock", "1.5", "40.000", "-", "3.000", "-", "0.0", "2"] in table
 
 
 # --------------------------------------------------------------------------- loss plot
