@@ -1,6 +1,7 @@
 # The testbed's set-up and entry points. Every target is idempotent and runs as root.
 #   make demo   set up everything, then a quick skew sweep (plot + table)
 #   make test   set up everything, then lint and the whole test suite
+#   make report set up everything, then the report's sweeps (QUICK=1: the ~12-minute one)
 # The set-up steps are targets of their own: apt, venv, ovs (make setup = all three).
 
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ APT_PACKAGES := mininet openvswitch-switch python3-venv python3-pip python-is-py
                 iproute2 net-tools ethtool make git redis-server tshark
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
-.PHONY: setup apt venv ovs demo test lint unit emulation clean-results
+.PHONY: setup apt venv ovs demo report test lint unit emulation clean-results
 
 setup: apt venv ovs
 
@@ -39,6 +40,10 @@ ovs: apt
 
 demo: setup
 	$(PY) experiments/skew_sweep.py --quick
+
+# Every figure and table the README quotes, into results/report/<timestamp>/.
+report: setup
+	$(PY) experiments/report.py $(if $(QUICK),--quick)
 
 # Style (ruff) and the architecture's layers (import-linter's contracts in pyproject.toml).
 lint: venv

@@ -7,9 +7,9 @@ output reaches the cores. With the ports of ``topologies.scr_topo.PortPlan``:
 priority   match                                         action
 =========  ============================================  ==========================
 100        in_port=gen                                   output:shim ingress
-100        ``scr``, ``lock``, ``single``: in_port=shim   output:core i
-           egress, eth_type=SCR, eth_src=slot MAC of i
-           (one per core)
+100        ``scr``, ``lock``, ``single``, ``rsspp``:     output:core i
+           in_port=shim egress, eth_type=SCR,
+           eth_src=slot MAC of i (one per core)
 100        ``shard``: in_port=shim egress,               group:1 (select, one
            eth_type=IPv4                                 bucket per core)
 100        in_port=core i, eth_type=IPv4 (one per core)  output:sink
@@ -18,11 +18,12 @@ priority   match                                         action
 0          anything else                                 drop (counted)
 =========  ============================================  ==========================
 
-* ``scr``, ``lock`` and ``single`` share one pipeline. OVS has no per-packet round-robin
-  (select groups hash), so the shim writes the slot into the dummy Ethernet source MAC and
-  one exact-match rule per slot does the spraying, as the paper's artifact steers NIC
-  queues by that MAC. ``lock`` is the same spray with an empty history, ``single`` the
-  same with one core.
+* ``scr``, ``lock``, ``single`` and ``rsspp`` share one pipeline. OVS has no per-packet
+  round-robin (select groups hash), so the shim writes the slot into the dummy Ethernet
+  source MAC and one exact-match rule per slot does the spraying, as the paper's artifact
+  steers NIC queues by that MAC. ``lock`` is the same spray with an empty history,
+  ``single`` the same with one core, ``rsspp`` the shim's RSS++ indirection table (the
+  shim hashes and rebalances, as a NIC's table and its driver do: ``sequencer.rss``).
 * ``shard`` is RSS: the shim sends the original IPv4 frame (a trailer after the IP packet
   keeps Ethernet/IPv4/TCP parseable) and a select group hashes the plan's
   ``shard_fields`` to pick the core. The hash fields are set with OVS's extension
@@ -94,8 +95,8 @@ from sequencer.wire.spray import spray_frame
 COOKIE = 0x5C5
 PRIORITY_PIPELINE = 100
 PRIORITY_DROP = 0
-MODES = ("scr", "lock", "shard", "single", "pb")
-SLOT_MODES = ("scr", "lock", "single", "pb")  # the modes that spray by slot MAC
+MODES = ("scr", "lock", "shard", "single", "pb", "rsspp")
+SLOT_MODES = ("scr", "lock", "single", "pb", "rsspp")  # the modes that spray by slot MAC
 SHARD_GROUP_ID = 1
 OFPP_CONTROLLER = 0xFFFFFFFD  # the same in OpenFlow 1.3 and 1.5
 DEFAULT_FAILOVER_TIMEOUT_MS = 200.0

@@ -27,7 +27,7 @@ if __name__ == "__main__" and not __package__:  # run as a file, maybe by the sy
 
 from experiments.campaigns import sweep
 
-DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "service", "remote"],
+DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "rsspp", "service", "remote"],
             "cores": [1, 2, 4, 6, 8],
             "skews": [2.0], "mode": "mlffr", "duration": 2.0, "precision": 0.06,
             "max_steps": 5}

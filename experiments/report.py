@@ -4,17 +4,21 @@ It runs three sweeps into one folder, ``results/report/<timestamp>/`` (``--resul
 to put it elsewhere), then writes ``report.md`` and ``report.html`` there
 (``experiments.plots.report``), which embed every figure with its configuration:
 
-* ``scaling``: the DDoS mitigator on SCR, lock and shard (and ``single`` at one core)
-  against cores at flow skews 0 and 2, each point the median of repeated MLFFR searches
+* ``scaling``: the DDoS mitigator on SCR, lock, shard and RSS++ (and ``single`` at one
+  core) against cores at flow skews 0 and 2, each point the median of repeated MLFFR searches
   with its range, the SCR model with its intervals, latency at 50 % and 90 % of each
   point's MLFFR;
-* ``sensitivity``: lock at transfer cost 0, 55 µs (its calibration) and 110 µs, with SCR;
+* ``sensitivity``: lock at transfer cost 0, 55 µs (its calibration) and 110 µs (SCR is in
+  ``scaling``);
 * ``stalls``: lock at skew 2 with and without quota-aware locking, and the share of the
-  cores' time its lock waiters lost to preempted holders.
+  cores' time its lock waiters lost to preempted holders;
+* ``loss``: SCR on 4 cores with 0 and 1 % of the packets dropped after the sequencer, loss
+  recovery on (one search per point at both scales).
 
-Scale: ``--quick`` (one search per point, cores 1 2 4, latency at 90 % only; ~12 minutes on
-this 2-CPU machine) or the full one (three searches per point, cores 1 2 4 8; about an hour
-and a half). The README's tables are copied from a report's ``report.md``.
+Scale: ``--quick`` (one search per point, cores 1 and 4, latency at 90 % only, fewer points
+in the other sweeps; ~13 minutes on this 2-CPU machine) or the full one (three searches per
+point, cores 1 2 4 8, ``single`` too; about 80 minutes). The README's tables are copied
+from a report's ``report.md``.
 
 Usage (as root)::
 
@@ -43,7 +47,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from experiments.campaigns import sweep
-from experiments.plots.report import SCALING, SENSITIVITY, STALLS, write_report
+from experiments.plots.report import LOSS, SCALING, SENSITIVITY, STALLS, write_report
 from experiments.runtime.calibration import DEFAULT_TRANSFER_WORK_US
 from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import new_run_dir, write_config
@@ -55,18 +59,28 @@ DEFAULTS = {"nf": ["ddos"], "strategies": ["scr"], "cores": [1], "skews": [0.0],
 TRANSFERS = ["0", f"{DEFAULT_TRANSFER_WORK_US:g}", f"{2 * DEFAULT_TRANSFER_WORK_US:g}"]
 SWEEPS = {
     SCALING: {
-        "full": ["--strategies", "scr", "lock", "shard", "single", "--cores", "1", "2", "4",
-                 "8", "--skews", "0", "2", "--repeats", "3", "--latency-loads", "0.5", "0.9"],
-        "quick": ["--strategies", "scr", "lock", "shard", "single", "--cores", "1", "2", "4",
+        "full": ["--strategies", "scr", "lock", "shard", "rsspp", "single", "--cores", "1",
+                 "2", "4", "8", "--skews", "0", "2", "--repeats", "3", "--latency-loads",
+                 "0.5", "0.9"],
+        "quick": ["--strategies", "scr", "lock", "shard", "rsspp", "--cores", "1", "4",
                   "--skews", "0", "2", "--repeats", "1", "--latency-loads", "0.9",
                   "--duration", "1.5", "--max-steps", "4", "--precision", "0.1"],
     },
     SENSITIVITY: {
-        "full": ["--strategies", "scr", "lock", "--cores", "2", "4", "8", "--skews", "0",
+        "full": ["--strategies", "lock", "--cores", "2", "4", "8", "--skews", "0",
                  "--transfer-work-us", *TRANSFERS, "--repeats", "3", "--latency-loads"],
         "quick": ["--strategies", "lock", "--cores", "2", "4", "--skews", "0",
                   "--transfer-work-us", *TRANSFERS, "--repeats", "1", "--latency-loads",
                   "--duration", "1.5", "--max-steps", "4", "--precision", "0.1"],
+    },
+    LOSS: {
+        "full": ["--nf", "all", "--strategies", "scr", "--cores", "4", "--skews", "1",
+                 "--losses", "0", "0.01", "--recovery", "on", "--repeats", "1",
+                 "--latency-loads"],
+        "quick": ["--nf", "ddos", "--strategies", "scr", "--cores", "4", "--skews",
+                  "1", "--losses", "0", "0.01", "--recovery", "on", "--repeats", "1",
+                  "--latency-loads", "--duration", "1.5", "--max-steps", "4", "--precision",
+                  "0.1"],
     },
     STALLS: {
         "full": ["--strategies", "lock", "--cores", "4", "8", "--skews", "2",

@@ -27,7 +27,8 @@ if __name__ == "__main__" and not __package__:  # run as a file, maybe by the sy
 
 from experiments.campaigns import sweep
 
-DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "single", "service", "remote"],
+DEFAULTS = {"nf": ["ddos"], "strategies": ["scr", "lock", "shard", "rsspp", "single", "service",
+                                            "remote"],
             "cores": [4],
             "skews": [0.0, 0.5, 1.0, 1.5, 2.0], "mode": "mlffr", "duration": 2.0,
             "precision": 0.06, "max_steps": 5}

@@ -261,6 +261,10 @@ class NetworkFunction(ABC):
     def pack_key(self, key: tuple) -> bytes:
         return self.key_format.pack(*key)
 
+    def key_bytes(self, pkt: Packet) -> bytes:
+        """The packed state key ``pkt`` touches (RSS++ hashes it into a bucket)."""
+        return self.pack_key(self.key(self.record(pkt, 0)))
+
     def unpack_key(self, data: bytes) -> tuple:
         return self.key_format.unpack(data)
 

@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 
 from nfs.base import NetworkFunction
 from nfs.reference import Equivalence, StateView, check_views
+from sequencer import rss
 from sequencer.wire.header import expected_count
 from sequencer.wire.packet import Packet
 
 MAX_PROBLEMS = 20
 #: The sequencer's modes: how it sprays and what history it sends.
-SCR, ROUND_ROBIN, SHARD = "scr", "lock", "shard"
+SCR, ROUND_ROBIN, SHARD, TABLE = "scr", "lock", "shard", "rsspp"
 
 
 @dataclass
@@ -52,8 +53,10 @@ class GroundTruth:
     history: list[int]  # history records its frame carried
     dropped: dict[int, str]  # seq -> why the sequencer itself dropped it
     n_cores: int
-    mode: str = SCR  # SCR, ROUND_ROBIN (lock and the store strategies) or SHARD
+    mode: str = SCR  # SCR, ROUND_ROBIN (lock and the store strategies), SHARD or TABLE
     reconfigs: list[dict] = field(default_factory=list)  # spray commands: seq, cores
+    #: TABLE (RSS++): every bucket move (seq, bucket, from, to), from ``shim.json``.
+    migrations: list[dict] = field(default_factory=list)
     stops: list[dict] = field(default_factory=list)  # STOP frames: core, seq, history
 
     @property
@@ -129,10 +132,16 @@ class OracleResult:
 # --- the sequencer kept its own rules ----------------------------------------------------
 
 
-def protocol_errors(truth: GroundTruth) -> list[str]:
+def protocol_errors(truth: GroundTruth, nf: NetworkFunction | None = None) -> list[str]:
     """Where the sequencer broke the spray order or the history rule
     (``sequencer.wire.header.expected_count``): a buggy sequencer must not pass for lossy cores.
-    STOP frames are judged where they were sent (an end marker may come early)."""
+    STOP frames are judged where they were sent (an end marker may come early). In TABLE
+    mode (RSS++) the spray order is the indirection table, replayed from its initial
+    state through ``truth.migrations`` (which needs ``nf``, to hash each packet's key)."""
+    if truth.mode == TABLE and nf is None:
+        raise ValueError("checking an RSS++ spray needs the NF (to hash the keys)")
+    table = rss.initial_table(truth.n_cores)
+    moves = sorted((m["seq"], i, m) for i, m in enumerate(truth.migrations))
     errors: list[str] = []
     n = truth.n_cores
     # Spray commands and STOP frames, in the order they happened: an event at seq s came
@@ -163,12 +172,23 @@ def protocol_errors(truth: GroundTruth) -> list[str]:
         core, count = truth.cores[seq], truth.history[seq]
         if truth.mode == SHARD:
             expected_core = -1
+        elif truth.mode == TABLE:  # the indirection table, as moved up to this packet
+            while moves and moves[0][0] <= seq:
+                move = moves.pop(0)[2]
+                if table[move["bucket"]] != move["from"]:
+                    errors.append(f"the move of bucket {move['bucket']} at seq {seq} says "
+                                  f"from core {move['from']}; the table had core "
+                                  f"{table[move['bucket']]}")
+                table[move["bucket"]] = move["to"]
+            expected_core = table[rss.bucket_of(nf.key_bytes(truth.packets[seq][0]))]
         else:  # round robin over the active cores, by id, going on after the previous one
             expected_core = next((c for c in active if c > previous), active[0])
         expected = expected_history(seq, core)
         if core != expected_core:
-            errors.append(f"seq {seq} was sprayed to core {core}; the round robin over "
-                          f"{list(active)} gives core {expected_core}")
+            spray = ("the indirection table" if truth.mode == TABLE
+                     else f"the round robin over {list(active)}")
+            errors.append(f"seq {seq} was sprayed to core {core}; {spray} gives core "
+                          f"{expected_core}")
         elif count != expected:
             errors.append(f"seq {seq} went to core {core} with {count} history records; "
                           f"the history rule asks for {expected}")
@@ -303,7 +323,7 @@ def check_run(nf: NetworkFunction, truth: GroundTruth, reports: list[CoreReport]
     last = truth.last_seq
     verdicts = [(seq, r.core, verdict) for r in reports for seq, verdict, _c in r.log]
     result = OracleResult(Equivalence(), Equivalence(),
-                          protocol_errors=protocol_errors(truth),
+                          protocol_errors=protocol_errors(truth, nf),
                           unexplained_losses=unexplained_losses(truth, reports))
     if truth.mode == SCR:
         chains = [(seq, r.core, chain) for r in reports for seq, _v, chain in r.log]

@@ -15,11 +15,12 @@ one block::
 
 (frames are numbered from 1, as Wireshark numbers them; ``core`` is slot/n_cores). The
 record of history index ``i`` belongs to packet ``seq - count + i``. STOP frames
-(``SCR STOP ...``, their records, no inner packet), spray commands (``SCR spray command
+(``SCR STOP ...``, their records, no inner packet; ``SCR MIGRATE ...``, RSS++'s nudge to a
+core that lost buckets), spray commands (``SCR spray command
 epoch=.. cores=..``), heartbeats (``SCR heartbeat role=.. counter=..``), shard-trailer
 frames (``SCR trailer seq=.. | <inner>``) and anything else (one summary line) have their
 own forms; a frame that breaks its format is ``malformed: <reason>`` and dissection goes
-on. ``--json`` prints one JSON object per frame instead (``kind``: scr, stop, spray,
+on. ``--json`` prints one JSON object per frame instead (``kind``: scr, stop, migrate, spray,
 heartbeat, trailer, other, malformed; the records as hex strings or dicts of fields, and
 their sequence numbers in ``record_seqs``; see :func:`dissect_frame`).
 
@@ -88,7 +89,7 @@ from sequencer.wire.trailer import TRAILER_MAGIC, TRAILER_SIZE, unpack_trailer
 PROG = "scr-dissect"
 #: The Wireshark/tshark dissector of the same formats (``--lua-path`` prints it).
 LUA_SCRIPT = Path(__file__).resolve().parent / "wire" / "scr.lua"
-KINDS = ("scr", "stop", "spray", "heartbeat", "trailer", "other", "malformed")
+KINDS = ("scr", "stop", "migrate", "spray", "heartbeat", "trailer", "other", "malformed")
 _BYTE_ORDERS = "@=<>!"
 _FIELD_STYLES = ("ip", "hex")
 _TCP_FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"),
@@ -165,12 +166,13 @@ def _styled(value, style: str):
 def dissect_frame(frame: bytes, layout: RecordLayout | None = None) -> dict:
     """What ``frame`` is, as a JSON-ready dict; never raises for any bytes.
 
-    ``kind`` is one of :data:`KINDS`. SCR frames (``scr``, ``stop``) have ``seq``, ``slot``,
-    ``n_cores``, ``spray``, ``flags``, ``timestamp_ns``, ``count``, ``record_size``,
-    ``record_seqs`` and ``records`` (hex strings, or dicts with ``layout``) and ``inner``
-    (the original frame's summary; None for STOP); ``spray``: ``epoch``, ``cores``;
-    ``heartbeat``: ``role``, ``counter``; ``trailer``: ``seq``, ``timestamp_ns``,
-    ``inner``; ``other``: ``summary``; ``malformed``: ``reason``.
+    ``kind`` is one of :data:`KINDS`. SCR frames (``scr``, ``stop``, ``migrate``) have
+    ``seq``, ``slot``, ``n_cores``, ``spray``, ``flags``, ``timestamp_ns``, ``count``,
+    ``record_size``, ``record_seqs`` and ``records`` (hex strings, or dicts with
+    ``layout``) and ``inner`` (the original frame's summary; None for STOP and MIGRATE);
+    ``spray``: ``epoch``, ``cores``; ``heartbeat``: ``role``, ``counter``; ``trailer``:
+    ``seq``, ``timestamp_ns``, ``inner``; ``other``: ``summary``; ``malformed``:
+    ``reason``.
     """
     from scapy.error import Scapy_Exception
 
@@ -208,7 +210,8 @@ def _scr(frame: bytes, layout: RecordLayout | None) -> dict:
         history = [b""] * scr.count
     records: list = [r.hex() for r in history]
     out = {
-        "kind": "stop" if header.flags & h.FLAG_STOP else "scr",
+        "kind": ("stop" if header.flags & h.FLAG_STOP else
+                 "migrate" if header.flags & h.FLAG_MIGRATE else "scr"),
         "seq": scr.seq,
         "slot": scr.slot,
         "n_cores": scr.n_cores,
@@ -229,7 +232,8 @@ def _scr(frame: bytes, layout: RecordLayout | None) -> dict:
             out["note"] = (f"the record format is {layout.size} B, these records are "
                            f"{size} B: shown as hex")
     inner = frame[h.PAYLOAD_OFFSET + scr.count * size:]
-    out["inner"] = summarize(inner) if inner or not header.flags & h.FLAG_STOP else None
+    control = header.flags & (h.FLAG_STOP | h.FLAG_MIGRATE)
+    out["inner"] = summarize(inner) if inner or not control else None
     return out
 
 
@@ -309,8 +313,8 @@ def render(number: int, info: dict) -> str:
     """The text block of frame ``number`` (:func:`dissect_frame`'s dict)."""
     kind = info["kind"]
     head = f"{'#' + str(number):<4} "
-    if kind in ("scr", "stop"):
-        lines = [head + ("SCR STOP " if kind == "stop" else "SCR ")
+    if kind in ("scr", "stop", "migrate"):
+        lines = [head + {"stop": "SCR STOP ", "migrate": "SCR MIGRATE "}.get(kind, "SCR ")
                  + f"seq={info['seq']} core={info['slot']}/{info['n_cores']} "
                    f"spray={info['spray']} ts={info['timestamp_ns']}ns "
                    f"records={info['count']}x{info['record_size']}B"]

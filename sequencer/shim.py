@@ -51,7 +51,14 @@ infrastructure cost and all get the sequencer's order and clock. A strategy's ``
 * ``lock``: round-robin spray with an empty history (the cores share one state instead);
 * ``shard``: no spray and no history: the original frame leaves with a 14-byte trailer
   (sequence number, timestamp) so that the switch's RSS hash can still read its IPv4 and
-  TCP fields. STOP frames are SCR frames, one per core slot, in every mode.
+  TCP fields. STOP frames are SCR frames, one per core slot, in every mode;
+* ``rsspp`` (RSS++, :mod:`sequencer.rss`): by an indirection table of hash buckets of the
+  NF's state key, with an empty history like ``lock``. Every ``rebalance_ms`` (the shim's
+  clock, checked as packets arrive) it moves buckets from the busiest to the idlest core
+  by the packets each bucket had since the last round; each move is written to the plan
+  file the cores read before the next packet is stamped, and every core that lost a bucket
+  gets a MIGRATE frame, after its last packet of that bucket, so that it hands the state
+  over even if no other packet comes (``migrations`` in ``shim.json``).
 
 The NF's record packing is handed in (:class:`RecordPacker`): this package depends on nothing
 above it. The process that runs the shim in the sequencer host is
@@ -74,6 +81,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
+from sequencer import rss
 from sequencer.dataplane import (
     ETH_P_ALL,
     DropCounter,
@@ -93,7 +101,9 @@ SEQUENCED_PCAP = "sequenced.pcap"
 SEQUENCED_CSV = "sequenced.csv"
 #: How the shim sprays (a strategy's ``spray``): ``scr`` and ``single`` with the history,
 #: ``lock`` round-robin with none, ``shard`` not at all (the switch hashes; a trailer).
-SPRAY_MODES = ("scr", "lock", "shard", "single")
+SPRAY_MODES = ("scr", "lock", "shard", "single", "rsspp")
+#: How often RSS++ rebalances its indirection table by default (RSS++ works at this scale).
+DEFAULT_REBALANCE_MS = 100.0
 
 
 class RecordPacker(Protocol):
@@ -104,6 +114,9 @@ class RecordPacker(Protocol):
     record_size: int
 
     def pack_record(self, pkt: Packet, ts: int) -> bytes: ...
+
+    # rsspp only: the packed state key of a packet, which its bucket hashes.
+    def key_bytes(self, pkt: Packet) -> bytes: ...
 #: What became of each sequenced packet (``sequenced.csv``'s ``fate``).
 FATE_SENT, FATE_INJECTED, FATE_TX_ERROR = 0, 1, 2
 FATES = {FATE_SENT: "sent", FATE_INJECTED: "injected", FATE_TX_ERROR: "tx_error"}
@@ -119,7 +132,8 @@ class Sequencer:
     """
 
     def __init__(self, nf: RecordPacker, n_cores: int, mode: str = "scr",
-                 loss_rate: float = 0.0, loss_seed: int = 1, withhold: Iterable[int] = ()):
+                 loss_rate: float = 0.0, loss_seed: int = 1, withhold: Iterable[int] = (),
+                 *, plan: Path | None = None, rebalance_ms: float = DEFAULT_REBALANCE_MS):
         if not 1 <= n_cores <= h.MAX_CORES:
             raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
         if mode not in SPRAY_MODES:
@@ -147,6 +161,21 @@ class Sequencer:
         self._events = itertools.count()
         if mode == "shard":
             self.sequence = self._stamp  # type: ignore[method-assign]
+        # RSS++ (mode rsspp): the indirection table, each bucket's packets since the last
+        # rebalancing, and every migration (also written to the plan the cores read).
+        self.table = rss.initial_table(n_cores)
+        self.bucket_load = [0] * rss.RETA_SIZE
+        self.migrations: list[dict] = []
+        self.rebalance_ns = round(rebalance_ms * 1e6)
+        self._next_rebalance: int | None = None
+        self._plan = None
+        if mode == "rsspp":
+            if plan is None:
+                raise ValueError("mode rsspp needs a plan file (the cores read it)")
+            if not rebalance_ms > 0:
+                raise ValueError(f"rebalance interval must be > 0 ms, got {rebalance_ms}")
+            self._plan = rss.PlanWriter(plan)
+            self.sequence = self._by_table  # type: ignore[method-assign]
         self._prefixes = [h.dummy_ethernet(slot) for slot in range(n_cores)]
         self._record_size = nf.record_size
         # Ground truth, by sequence number.
@@ -227,6 +256,53 @@ class Sequencer:
     def send_failed(self, seq: int) -> None:
         """The kernel refused to send packet ``seq``: ground truth, like an injected drop."""
         self.fates[seq] = FATE_TX_ERROR
+
+    def _by_table(self, frame: bytes, ts: int) -> tuple[int, bytes | None]:
+        """The rsspp form of ``sequence``: to the core the bucket's table entry names, with
+        an empty history."""
+        pkt = parse(frame)
+        seq = self.next_seq
+        bucket = rss.bucket_of(self.nf.key_bytes(pkt))
+        self.bucket_load[bucket] += 1
+        slot = self.table[bucket]
+        out = b"".join((
+            self._prefixes[slot],
+            h.SCR_HEADER.pack(h.SCR_MAGIC, h.SCR_VERSION, 0, 0, self._record_size, slot,
+                              self.n_cores, self.n_cores, seq % h.SEQ_MODULUS, ts),
+            frame,
+        ))
+        self.last_sent[slot] = seq
+        self._record(frame, pkt.trace_id, ts, slot, 0)
+        return slot, self._lose(seq, out)
+
+    def tick(self, ts: int) -> list[bytes]:
+        """Before stamping the next packet: rebalance the table when the interval is up
+        (rsspp); the MIGRATE frames to send first, one per core that lost buckets."""
+        if self._plan is None:
+            return []
+        if self._next_rebalance is None:
+            self._next_rebalance = ts + self.rebalance_ns
+        if ts < self._next_rebalance:
+            return []
+        self._next_rebalance = ts + self.rebalance_ns
+        moves = rss.rebalance(self.table, self.bucket_load, self.n_cores)
+        self.bucket_load = [0] * rss.RETA_SIZE
+        losers = set()
+        for bucket, src, dst in moves:
+            move = rss.Migration(self.next_seq, bucket, src, dst)
+            self._plan.add(move)
+            self.migrations.append({"seq": move.seq, "bucket": bucket, "from": src,
+                                    "to": dst, "t_ns": ts})
+            losers.add(src)
+        return [h.encode(h.ScrHeader(h.FLAG_MIGRATE, 0, self._record_size, core,
+                                     self.n_cores, self.n_cores,
+                                     self.next_seq % h.SEQ_MODULUS, ts), [])
+                for core in sorted(losers)]
+
+    def close(self) -> None:
+        """Close the plan (rsspp)."""
+        if self._plan is not None:
+            self._plan.close()
 
     def _stamp(self, frame: bytes, ts: int) -> tuple[int, bytes | None]:
         """The shard form of ``sequence``: the frame plus a trailer, no slot (-1)."""
@@ -310,10 +386,17 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
     tx = open_socket(out_iface, None)
     drops = DropCounter(rx)
     recv, send, sequence, clock = rx.recv, tx.send, seq.sequence, time.monotonic_ns
+    tick = getattr(seq, "tick", None) if seq.mode == "rsspp" else None
     announce_ready()
     try:
         while True:
             frame = recv(65535)
+            if tick is not None:
+                for migrate in tick(clock()):  # after each loser's last packet of a bucket
+                    try:
+                        send(migrate)
+                    except OSError:  # the loser's next packet or STOP hands over anyway
+                        stats["tx_errors"] += 1
             try:
                 _slot, out = sequence(frame, clock())
             except h.MalformedFrame as err:
@@ -339,6 +422,8 @@ def run(seq: Sequencer, in_iface: str, out_iface: str, stats: Counter) -> None:
         seq.rx_dropped = drops.read()
         rx.close()
         tx.close()
+        if hasattr(seq, "close"):
+            seq.close()
 
 
 def write_results(seq: Sequencer, stats: Counter, out_dir: Path, strategy: str) -> None:
@@ -372,6 +457,7 @@ def write_results(seq: Sequencer, stats: Counter, out_dir: Path, strategy: str) 
             "withheld": sorted(seq.withhold),
             "n_cores": seq.n_cores,
             "reconfigs": seq.reconfigs,
+            "migrations": getattr(seq, "migrations", []),
             "stops_sent": seq.stops_sent,
             "cpu_s": cpu_seconds(),
         },

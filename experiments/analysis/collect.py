@@ -113,7 +113,7 @@ def read_ground_truth(out_dir: Path, mode: str) -> tuple[GroundTruth, list[int]]
         packets=packets, cores=[row[3] for row in rows], history=[row[4] for row in rows],
         dropped={row[0]: FATES[row[5]] for row in rows if row[5] != FATE_SENT},
         n_cores=shim["n_cores"], mode=mode, reconfigs=shim.get("reconfigs", []),
-        stops=shim.get("stops_sent", []))
+        stops=shim.get("stops_sent", []), migrations=shim.get("migrations", []))
     return truth, [row[1] for row in rows]
 
 
@@ -261,7 +261,7 @@ def steady_result(sequenced_ns: list[int], done_ns: list[int], warmup_s: float) 
     from the warm-up drained in the window) are reported as they are.
 
     Empty (None) figures when the window is shorter than ``MIN_STEADY_S``."""
-    if not sequenced_ns:
+    if not sequenced_ns or not done_ns:  # nothing sequenced, or logs without done_ns
         return {"steady_loss": None, "steady_pps": None, "steady_s": 0.0}
     start = min(sequenced_ns) + round(warmup_s * 1e9)
     end = max(sequenced_ns)
@@ -306,6 +306,7 @@ def recovery_result(files: TrialFiles) -> dict:
         "fetch_us_p50": fetch_p50,
         "fetch_us_p99": fetch_p99,
         "reconfigs": len(files.shim.get("reconfigs", [])),
+        "migrations": len(files.shim.get("migrations", [])),  # rsspp: buckets moved
         "core_rx_dropped": sum(core.get("rx_dropped", 0) for core in cores),
     }
 

@@ -64,7 +64,8 @@ def ground_truth(seq: Sequencer) -> GroundTruth:
         cores=list(seq.cores), history=list(seq.history),
         dropped={i: FATES[fate] for i, fate in enumerate(seq.fates) if fate != FATE_SENT},
         n_cores=seq.n_cores, mode=SCR if seq.mode in ("scr", "single") else seq.mode,
-        reconfigs=list(seq.reconfigs), stops=list(seq.stops_sent))
+        reconfigs=list(seq.reconfigs), stops=list(seq.stops_sent),
+        migrations=list(getattr(seq, "migrations", [])))
 
 
 def report(core: Core, rx_dropped: int = 0) -> CoreReport:

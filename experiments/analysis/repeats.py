@@ -12,8 +12,9 @@ A pure function of rows (numbers, or a CSV's strings for the columns it reads).
 
 Caveats: the median of an even number of searches is the mean of the middle two, so the
 point's other figures (loss, latency, the trial folder) come from the *lower* middle search
-(``median_low``: one real search). A search that ended in an error is left out of the
-median and counted (``errors``); a point whose every search failed keeps the last error.
+(``median_low``: one real search). A search that found no passing rate counts as 0; one
+that broke (a trial error) is left out of the median and counted (``errors``); a point
+whose every search broke keeps the last error.
 The point's checks hold only if they held in every search.
 """
 
@@ -23,6 +24,8 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+#: A search's error when no rate passed (``tables.point_row``): a measurement of zero.
+NO_RATE_PASSED = "no rate passed"
 #: The columns that name a point (the rest are measures of one search).
 KEY = ("nf", "strategy", "cores", "skew", "store_delay_us", "loss_rate", "mode",
        "transfer_work_us", "lock_quota_aware")
@@ -58,7 +61,10 @@ def aggregate(rows: Iterable[Mapping]) -> list[dict]:
         groups[point_key(row)].append(row)
     out = []
     for searches in groups.values():
-        good = [r for r in searches if not r.get("error")]
+        # A search that found no passing rate measured 0 (below its lowest probe): it
+        # counts in the median. Only a search that broke (a trial error) is left out.
+        good = [{**r, "throughput_pps": 0.0} if r.get("error") == NO_RATE_PASSED else r
+                for r in searches if not r.get("error") or r.get("error") == NO_RATE_PASSED]
         if not good:
             out.append({**searches[-1], "repeats": len(searches), "errors": len(searches),
                         "throughputs": [], "throughput_min": "", "throughput_max": ""})
@@ -94,7 +100,9 @@ def spread(point: Mapping) -> str:
 
 def differ(a: Mapping, b: Mapping) -> bool:
     """Whether two points' ranges (min-max of their searches) do not overlap: a difference
-    beyond the spread. False when either has no range."""
+    beyond the spread. False when either has no range (one search has no spread)."""
+    if int(a.get("repeats") or 1) < 2 or int(b.get("repeats") or 1) < 2:
+        return False
     try:
         a_lo, a_hi = float(a["throughput_min"]), float(a["throughput_max"])
         b_lo, b_hi = float(b["throughput_min"]), float(b["throughput_max"])

@@ -30,7 +30,7 @@ from nfs.strategies import get as get_strategy
 
 #: Figures of the reported trial that a point's row repeats as they are ("" if absent).
 REPORTED = ("offered_pps", "delivered_pps", "loss", "steady_loss", "faithful", "bottleneck",
-            "e2e_us_p50", "e2e_us_p99", "lock_stalls", "lock_stall_share")
+            "e2e_us_p50", "e2e_us_p99", "lock_stalls", "lock_stall_share", "migrations")
 RECOVERY = ("injected_loss", "recovered", "lost_everywhere", "fetches", "fetch_us_p50",
             "fetch_us_p99", "fetch_s")
 

@@ -24,7 +24,7 @@ from nfs import NF_CLASSES, make_nf, parse_nf_params
 from nfs.plugins import add_plugin_flag, plugin_sequencer, preload_plugins
 from nfs.strategies import get, names
 from sequencer.dataplane import check_places, run_until_stopped
-from sequencer.shim import Sequencer, run, write_results
+from sequencer.shim import DEFAULT_REBALANCE_MS, Sequencer, run, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--withhold", type=int, nargs="*", default=[], metavar="SEQ",
                         help="fault injection, to test the oracle: send these packets with "
                              "their oldest history record withheld")
+    parser.add_argument("--plan", type=Path, default=None,
+                        help="rsspp: the file the rebalancing moves are written to")
+    parser.add_argument("--rebalance-ms", type=float, default=DEFAULT_REBALANCE_MS,
+                        help="rsspp: how often the indirection table is rebalanced")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     add_plugin_flag(parser)
     args = parser.parse_args(argv)
     try:
         nf = make_nf(args.nf, **parse_nf_params(args.nf_params))
         sequencer = plugin_sequencer(modules) or Sequencer
+        # Only RSS++ takes a plan: a lab's sequencer need not know these options.
+        rebalancing = ({"plan": args.plan, "rebalance_ms": args.rebalance_ms}
+                       if args.plan is not None else {})
         seq = sequencer(nf, args.cores, get(args.strategy).spray, args.loss, args.loss_seed,
-                        args.withhold)
+                        args.withhold, **rebalancing)
         check_places(args.out, args.in_iface, args.out_iface)  # after the values
     except ValueError as err:
         parser.exit(2, f"shim: {err}\n")

@@ -44,6 +44,7 @@ STYLES = {
     "scr": ("tab:blue", "o"),
     "lock": ("tab:orange", "s"),
     "shard": ("tab:green", "^"),
+    "rsspp": ("teal", "d"),
     "single": ("black", "D"),
     "service": ("tab:purple", "v"),
     "service-blocking": ("tab:pink", "<"),

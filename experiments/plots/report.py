@@ -37,13 +37,14 @@ from tabulate import tabulate
 from experiments.analysis.repeats import aggregate, differ, spread
 from experiments.analysis.search_model import HEADERS as SEARCH_HEADERS
 from experiments.analysis.search_model import Shape, measure
+from experiments.analysis.tables import equivalence_mark, relative_to_no_loss
 from experiments.plots.cores import MODEL_FIT_CSV
 from experiments.runtime.results import read_csv
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 #: The report's sweeps, by the name of their folder under the report's.
-SCALING, SENSITIVITY, STALLS = "scaling", "sensitivity", "stalls"
+SCALING, SENSITIVITY, STALLS, LOSS = "scaling", "sensitivity", "stalls", "loss"
 
 
 @dataclass
@@ -127,41 +128,50 @@ def _pps(point: dict) -> str:
 
 
 def points_table(doc: Document, points: list[dict]) -> None:
-    """Every point: median, range, searches, faithful, equivalent."""
+    """Every point: median, range, searches, faithful, equivalent (and, for RSS++, the
+    buckets its median search's reported trial moved)."""
+    moved = any(p.get("strategy") == "rsspp" for p in points)
     rows = [[p["nf"], _label(p), p["cores"], f"{float(p['skew']):g}", _pps(p),
              spread(p) or "-", f"{p.get('repeats', 1)}" + (
                  f" ({p['errors']} failed)" if int(p.get("errors") or 0) else ""),
              "yes" if p.get("faithful") is True else "NO",
              {True: "yes", False: "NO"}.get(p.get("check_equivalent"), "-"),
-             "yes" if p.get("confirmed") is True else "no"] for p in points]
+             "yes" if p.get("confirmed") is True else "no",
+             *([p.get("migrations") or "-" if p["strategy"] == "rsspp" else ""] if moved
+               else [])] for p in points]
     doc.table(["nf", "strategy", "cores", "skew", "MLFFR pps (median)", "range",
-               "searches", "faithful", "equivalent", "confirmed"], rows)
+               "searches", "faithful", "equivalent", "confirmed",
+               *(["buckets moved"] if moved else [])], rows)
 
 
-def comparison_table(doc: Document, points: list[dict], baselines: Iterable[str]) -> None:
-    """SCR against each baseline at every (skew, cores): the ratio of medians and whether
-    the two ranges are apart."""
+def comparison_table(doc: Document, points: list[dict], baselines: Iterable[str],
+                     subject: str = "scr") -> None:
+    """``subject`` against each baseline at every (skew, cores): the ratio of medians and
+    whether the two ranges are apart."""
     by_key = {(p["strategy"], str(p.get("lock_quota_aware", "")), float(p["skew"]),
                int(float(p["cores"]))): p for p in points}
     rows = []
     for (strategy, _aware, skew, cores), scr in sorted(by_key.items(),
                                                         key=lambda kv: kv[0][2:]):
-        if strategy != "scr":
+        if strategy != subject:
             continue
         for base in baselines:
+            # The plain baseline (a lock without the quota-aware option).
             other = next((p for (s, a, k, c), p in by_key.items()
-                          if s == base and k == skew and c == cores and a != "False"), None)
+                          if s == base and k == skew and c == cores and a != "True"), None)
             if other is None or not float(other["throughput_pps"] or 0):
                 continue
             ratio = float(scr["throughput_pps"]) / float(other["throughput_pps"])
             apart = differ(scr, other)
-            verdict = ("SCR higher" if ratio > 1 else "SCR lower") if apart else \
+            name = subject.upper() if subject == "scr" else subject
+            verdict = (f"{name} higher" if ratio > 1 else f"{name} lower") if apart else \
                 "within the spread"
             rows.append([f"{skew:g}", cores, base, _pps(scr), _pps(other), f"{ratio:.2f}",
                          verdict])
     if rows:
-        doc.table(["skew", "cores", "baseline", "SCR pps", "baseline pps", "SCR / baseline",
-                   "beyond the spread?"], rows)
+        name = subject.upper() if subject == "scr" else subject
+        doc.table(["skew", "cores", "baseline", f"{name} pps", "baseline pps",
+                   f"{name} / baseline", "beyond the spread?"], rows)
 
 
 def fit_section(doc: Document, run_dir: Path) -> None:
@@ -238,6 +248,23 @@ def stalls_section(doc: Document, run_dir: Path) -> None:
                   "the spread of the searches).")
 
 
+def loss_section(doc: Document, run_dir: Path) -> None:
+    """SCR with injected loss and recovery: MLFFR, relative to no loss, recovery's cost."""
+    points = _points(run_dir)
+    relative = relative_to_no_loss(points)
+    rows = []
+    for p, vs in zip(points, relative, strict=True):
+        fetched = p.get("recovered") or "0"
+        p50, p99 = p.get("fetch_us_p50") or "", p.get("fetch_us_p99") or ""
+        rows.append([p["nf"], f"{100 * float(p.get('loss_rate') or 0):g}", _pps(p),
+                     "-" if vs is None else f"{vs:.0f} %",
+                     f"{100 * float(p.get('loss') or 0):.1f}",
+                     equivalence_mark(p),
+                     fetched, f"{float(p50):.0f}/{float(p99):.0f}" if p50 and p99 else "-"])
+    doc.table(["nf", "loss %", "MLFFR", "vs no loss", "core loss %", "equivalent",
+               "fetched", "fetch µs p50/p99"], rows)
+
+
 def search_section(doc: Document, repeats: int) -> None:
     shape = Shape()
     doc.p(f"A simulation of the search ({shape.cores} cores x {shape.per_core:g} pps, "
@@ -281,6 +308,12 @@ def write_report(report_dir: Path) -> tuple[Path, Path]:
             doc.p("One search per point: no spread, so no difference is called beyond it.")
         comparison_table(doc, points, [s for s in sweep.get("strategies", [])
                                        if s not in ("scr", "single")])
+        if "rsspp" in sweep.get("strategies", []) and "shard" in sweep.get("strategies", []):
+            doc.h(3, "RSS++ against RSS")
+            doc.p("The indirection table rebalanced by load (buckets moved with their "
+                  "state) against the static hash: it should win at moderate skew and stop, "
+                  "like it, at the hottest flow.")
+            comparison_table(doc, points, ["shard"], subject="rsspp")
         doc.h(3, "The SCR model, MLFFR(n) = n / (t + (n-1) c)")
         fit_section(doc, run)
         doc.h(2, "Throughput against skew")
@@ -292,8 +325,9 @@ def write_report(report_dir: Path) -> tuple[Path, Path]:
     if (run := sweep_dir(report_dir, SENSITIVITY)) is not None:
         doc.h(2, "The lock's transfer cost: a sensitivity figure")
         doc.p("Lock at transfer cost 0, at its calibration (0.5 of a packet's processing "
-              "time; basis in experiments/runtime/calibration.py) and at twice it, with SCR "
-              f"for reference. Folder: `{run.relative_to(report_dir)}`.")
+              "time; basis in experiments/runtime/calibration.py) and at twice it (SCR at "
+              "skew 0 is in the scaling figure above). Folder: "
+              f"`{run.relative_to(report_dir)}`.")
         figures(doc, report_dir, run, "cores_skew*.png", "lock sensitivity")
         points_table(doc, _points(run))
     if (run := sweep_dir(report_dir, STALLS)) is not None:
@@ -306,6 +340,14 @@ def write_report(report_dir: Path) -> tuple[Path, Path]:
               "kernel never throttles it inside a lock (nfs/cores/lock.py). Folder: "
               f"`{run.relative_to(report_dir)}`.")
         stalls_section(doc, run)
+    if (run := sweep_dir(report_dir, LOSS)) is not None:
+        doc.h(2, "Loss recovery")
+        doc.p("SCR on 4 cores, skew 1, with a seeded fraction of the sequenced packets "
+              "dropped before the cores (loss %) and recovery on: the MLFFR, relative to the "
+              "same NF without loss, the reported trial's loss at the cores' queues besides "
+              "the injected drops, and what recovery fetched from the peers' logs. Folder: "
+              f"`{run.relative_to(report_dir)}`.")
+        loss_section(doc, run)
     doc.h(2, "The MLFFR search: bias and resolution")
     search_section(doc, repeats)
     md, page = report_dir / REPORT_MD, report_dir / REPORT_HTML

@@ -27,6 +27,7 @@ from nfs import make_nf
 from nfs.cores.store import DEFAULT_INFLIGHT
 from nfs.plugins import load_plugins
 from nfs.strategies import get as get_strategy
+from sequencer.shim import DEFAULT_REBALANCE_MS
 from topologies.scr_topo import PortPlan
 
 HOST_IP_BASE = "198.19.254.0/24"  # RFC 2544 benchmark range; hosts never use their IPs
@@ -69,6 +70,7 @@ class TrialConfig:
     loss: float = 0.0  # fraction of sequenced packets the dispatch stage drops (seeded)
     loss_seed: int = 1
     warmup_s: float = DEFAULT_WARMUP_S  # steady-state loss: skip this much of the start
+    rebalance_ms: float = DEFAULT_REBALANCE_MS  # rsspp: the shim's rebalancing interval
     recovery: bool = False  # scr: cores fetch lost records from their peers' logs
     watch_cores: bool = False  # scr: heartbeats; the controller resprays when a core dies
     #: watch_cores: the silence after which the controller declares a core dead.
@@ -110,6 +112,8 @@ class TrialConfig:
         if self.watch_cores and (not self.recovery or self.cores < 2):
             raise ValueError("watching cores needs recovery and 2 or more cores (a core "
                              "that rejoins fetches what it missed)")
+        if not self.rebalance_ms > 0:
+            raise ValueError(f"the rebalancing interval must be > 0 ms, not {self.rebalance_ms}")
         if not 0 <= self.warmup_s < 1e4:
             raise ValueError(f"warm-up must be in [0, 1e4) s, got {self.warmup_s}")
         if not self.failover_timeout_ms > 0:

@@ -83,6 +83,7 @@ class Testbed:
         self.store: HostProcess | None = None  # the service/remote strategies' store
         self.table_path: Path | None = None
         self.log_prefix: Path | None = None  # recovery: the cores' record rings
+        self.plan_path: Path | None = None  # rsspp: the shim's rebalancing plan
         self.window: dict = {}  # fidelity samples around the traffic
         self._stack = contextlib.ExitStack()
 
@@ -113,6 +114,8 @@ class Testbed:
             self._wait_for_pipeline()
             if self.strategy.shared_table:
                 self._create_table()
+            if self.strategy.rebalance_plan:
+                self._create_plan()
             if self.config.recovery:
                 self._create_record_logs()
             if self.config.core_share is not None:
@@ -143,6 +146,18 @@ class Testbed:
         table = SharedTable(self.table_path, self.nf.key_format, self.nf.value_format,
                             create=True)
         self._stack.callback(self._dump_table, table)
+
+    def _create_plan(self) -> None:
+        """RSS++'s rebalancing plan, in /dev/shm (the shim writes it, the cores read it);
+        it and its mailboxes are removed at teardown, the moves being in ``shim.json``."""
+        self.plan_path = SHM_DIR / f"scr-testbed-{os.getpid()}-{next(_table_names)}.plan"
+        self.plan_path.touch()
+        self._stack.callback(self._remove_plan, self.plan_path)
+
+    @staticmethod
+    def _remove_plan(path: Path) -> None:
+        for file in path.parent.glob(f"{path.name}*"):  # the plan, its mailboxes
+            file.unlink(missing_ok=True)
 
     def _create_record_logs(self) -> None:
         """The cores' record rings, in /dev/shm; their contents are summed up into
@@ -191,7 +206,8 @@ class Testbed:
         address = None
         if self.strategy.store:
             address = self._start_store(nf_args, deadline)  # the cores connect at start-up
-        places = TrialPlaces(table=self.table_path, record_logs=self.log_prefix, store=address)
+        places = TrialPlaces(table=self.table_path, record_logs=self.log_prefix, store=address,
+                             plan=self.plan_path)
         strategy_args: tuple = ("--strategy", c.strategy,
                                 *self.strategy.worker_flags(c, places))
         if c.watch_cores:  # the controller resprays when a core's heartbeats stop
@@ -209,7 +225,9 @@ class Testbed:
             "experiments.hosts.shim", "--in-iface", plan.shim_in_iface,
             "--out-iface", plan.shim_out_iface, "--cores", c.cores, *nf_args,
             "--strategy", c.strategy, "--loss", c.loss,
-            "--loss-seed", c.loss_seed, *(("--withhold", *c.withhold) if c.withhold else ())))
+            "--loss-seed", c.loss_seed, *(("--withhold", *c.withhold) if c.withhold else ()),
+            *(("--plan", self.plan_path, "--rebalance-ms", c.rebalance_ms)
+              if self.plan_path else ())))
         for proc in self.processes:
             proc.wait_ready(deadline)
         # The quota starts once a core is ready: start-up (imports) is not the NF's work.

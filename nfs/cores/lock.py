@@ -11,7 +11,7 @@ Each core counts how long it waited for stripe locks (``lock_wait_us``) and the 
 than ``STALL_NS`` (``lock_stalls``, ``lock_stall_us``). A holder keeps its lock for the
 critical section only, tens of µs; a wait of milliseconds means the holder was off its
 CPU while holding it, which each holder counts too (``held_off_cpu``), and, when the trial
-passed it its cgroup's ``cpu.stat``, how many of those began a new CPU quota period
+passed it its cgroup's ``cpu.stat``, how many of those its cgroup was throttled in
 (``held_throttled``: its quota ran out inside the lock, up to 9 ms with the default quota;
 the others were preempted by the scheduler, the machine's CPUs being shared). Real cores
 are descheduled neither way, so these stalls are an artifact of the emulation, measured so
@@ -47,18 +47,21 @@ from sequencer.wire.packet import parse
 STALL_NS = 1_000_000
 
 
-def period_counter(stat: Path | int) -> Callable[[], int]:
-    """A reader of ``nr_periods`` from a cgroup's ``cpu.stat``: its path, or a descriptor
-    opened for this process (a Mininet host's /sys has no cgroup file system, so the trial
-    opens it outside and passes it). One ``pread`` per call, ~2 µs; the file stays open
-    for the life of the process."""
+def throttle_counter(stat: Path | int) -> Callable[[], int]:
+    """A reader of ``nr_throttled`` (how many CFS periods the cgroup was throttled in) from
+    a cgroup's ``cpu.stat``, v1 or v2 (read by name): its path, or a descriptor opened for
+    this process (a Mininet host's /sys has no cgroup file system, so the trial opens it
+    outside and passes it). One ``pread`` per call, ~2 µs; the file stays open for the
+    life of the process."""
     fd = stat if isinstance(stat, int) else os.open(stat, os.O_RDONLY)
 
-    def periods() -> int:
-        first = os.pread(fd, 64, 0).split(b"\n", 1)[0]  # b"nr_periods N"
-        return int(first.split()[1])
+    def throttles() -> int:
+        for line in os.pread(fd, 4096, 0).split(b"\n"):
+            if line.startswith(b"nr_throttled "):
+                return int(line.split()[1])
+        return 0
 
-    return periods
+    return throttles
 
 
 class QuotaWindow:
@@ -117,7 +120,7 @@ class LockCore(Core):
 
     def __init__(self, nf: NetworkFunction, core: int, n_cores: int, table,
                  transfer_work: int = 0, quota_ns: int = 0, period_ns: int = 0,
-                 periods: Callable[[], int] | None = None):
+                 throttles: Callable[[], int] | None = None):
         super().__init__(nf, core, n_cores)
         if transfer_work < 0:
             raise ValueError("transfer work must be >= 0")
@@ -126,7 +129,7 @@ class LockCore(Core):
         # Quota-aware locking (see the module docstring): the core's quota per period and
         # its cgroup's period count. None: take the lock regardless.
         self.window = QuotaWindow(quota_ns, period_ns) if quota_ns else None
-        self.periods = periods  # the cgroup's period count, when the trial passed it
+        self.throttles = throttles  # the cgroup's throttle count, when the trial passed it
         self.section_ns = 100_000.0  # the critical section's CPU time, a moving average
         # The state's cache line comes over from the core that wrote it last.
         self._transfer = self._pay_transfer if transfer_work else None
@@ -155,7 +158,8 @@ class LockCore(Core):
         nf = self.nf
         fields = nf.record(pkt, hdr.timestamp_ns)
         paid = False
-        need = 1.5 * self.section_ns
+        # A section's estimate may overshoot (an outlier): what never fits is never waited for.
+        need = min(1.5 * self.section_ns, 0.9 * self.window.quota_ns) if self.window else 0
         if self.window is not None and self.window.room_ns() < need:
             self._work(seq)  # spend the quota here rather than under the lock
             self.stats["work_first"] += 1
@@ -164,7 +168,7 @@ class LockCore(Core):
             self.stats["quota_waits"] += slept > 0
             self.stats["quota_wait_us"] += slept // 1000
         section, wall = time.thread_time_ns(), time.monotonic_ns()
-        period = self.periods() if self.periods is not None else 0
+        throttled = self.throttles() if self.throttles is not None else 0
         try:
             old, new, moved = self.table.transact(
                 nf.key(fields), lambda value: nf.apply(value, fields), self.core,
@@ -179,10 +183,10 @@ class LockCore(Core):
         self.section_ns += (cpu - self.section_ns) / 16
         wait = self.table.last_wait_ns
         # Off its CPU while holding the lock (the wall time of the hold beyond its CPU
-        # time): every waiter stalls meanwhile. Throttled if a quota period began in it.
+        # time): every waiter stalls meanwhile. Throttled if its cgroup was, meanwhile.
         if time.monotonic_ns() - wall - wait - cpu > STALL_NS:
             self.stats["held_off_cpu"] += 1
-            if self.periods is not None and self.periods() != period:
+            if self.throttles is not None and self.throttles() != throttled:
                 self.stats["held_throttled"] += 1
         self.stats["lock_wait_us"] += wait // 1000
         if wait > STALL_NS:

@@ -2,7 +2,8 @@
 
 * Local state: ``scr`` (replicas fast-forwarded over the history), ``single`` (one core,
   the sequential baseline), ``lock`` (one shared table, a lock per key stripe), ``shard``
-  (RSS: the switch's hash keeps each key on one core).
+  (RSS: the switch's hash keeps each key on one core), ``rsspp`` (RSS++: the shim's
+  indirection table, rebalanced by load, moves buckets with their state).
 * State outside the cores (:mod:`~nfs.strategies.store`): ``service``, ``remote``,
   ``remote-naive`` and the ``-blocking`` forms.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nfs.base import NetworkFunction
 from nfs.cores.base import Core
-from nfs.cores.lock import LockCore, period_counter
+from nfs.cores.lock import LockCore, throttle_counter
 from nfs.cores.shared_table import SharedTable
 from nfs.strategies.spec import SHARED, Strategy, TrialPlaces, TrialSettings
 
@@ -46,10 +46,11 @@ def make_core(nf: NetworkFunction, core: int, n_cores: int, args: argparse.Names
     table = SharedTable(args.table, nf.key_format, nf.value_format)
     if args.quota_us and not 0 < args.quota_us <= args.period_us:
         raise ValueError("--quota-us needs a --period-us at least as long")
-    periods = None if args.quota_stat_fd is None else period_counter(args.quota_stat_fd)
+    throttles = (None if args.quota_stat_fd is None
+                 else throttle_counter(args.quota_stat_fd))
     return LockCore(nf, core, n_cores, table, args.transfer_work,
                     quota_ns=args.quota_us * 1000, period_ns=args.period_us * 1000,
-                    periods=periods)
+                    throttles=throttles)
 
 
 def worker_flags(settings: TrialSettings, places: TrialPlaces) -> tuple:

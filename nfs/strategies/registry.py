@@ -15,11 +15,11 @@ import contextlib
 from collections.abc import Iterator
 from types import ModuleType
 
-from nfs.strategies import lock, scr, shard, single, store
+from nfs.strategies import lock, rsspp, scr, shard, single, store
 from nfs.strategies.spec import Strategy
 
 #: The strategy modules, in the order --help and the tables list them.
-MODULES: tuple[ModuleType, ...] = (scr, lock, shard, single, store)
+MODULES: tuple[ModuleType, ...] = (scr, lock, shard, rsspp, single, store)
 
 _REGISTRY: dict[str, Strategy] = {}
 

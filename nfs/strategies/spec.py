@@ -54,6 +54,7 @@ class TrialPlaces:
     table: Path | None = None  # the shared table (``shared_table`` strategies)
     record_logs: Path | None = None  # the record rings' prefix (recovery)
     store: str | None = None  # the store's HOST:PORT (``store`` strategies)
+    plan: Path | None = None  # the shim's rebalancing plan (``rebalance_plan`` strategies)
 
 
 def no_flags(_parser: argparse.ArgumentParser) -> None:
@@ -91,6 +92,8 @@ class Strategy:
     #: the trial passes each core a descriptor of its CPU quota's ``cpu.stat``
     #: (``--quota-stat-fd``): the lock's quota-aware locking reads the periods from it
     quota_stat: bool = False
+    #: the trial makes a plan file for the shim's rebalancing moves (``rsspp``)
+    rebalance_plan: bool = False
     store: str | None = None  # the outside store the trial starts (a kind of make_store)
     blocking: bool = False  # a store strategy that waits for each answer
 

@@ -49,6 +49,7 @@ SCR_MAGIC = 0x5C
 SCR_VERSION = 2  # 2: the record size is one byte and the header carries the spray's size
 
 FLAG_STOP = 0x01  # end of run: fast-forward the history, write results, exit
+FLAG_MIGRATE = 0x02  # rsspp: the plan moved buckets away from this core (sequencer.rss)
 
 #: Destination MAC of the dummy Ethernet header. Unicast and locally administered, and the
 #: address of no interface, so a kernel that sees the frame drops it as "other host".

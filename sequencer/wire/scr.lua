@@ -4,7 +4,7 @@ scr.lua: Wireshark/tshark dissectors for the SCR testbed's frames (sequencer/wir
 What it dissects
   * "scr" (ethertype 0x88B5): the SCR header the sequencer puts in front of every frame it
     sends a core (sequencer/wire/header.py, SCR_HEADER "!BBBBBBBBIQ": magic 0x5C, version,
-    flags (0x01 STOP), count, record_size, slot, n_cores, spray, seq, timestamp in ns),
+    flags (0x01 STOP, 0x02 MIGRATE), count, record_size, slot, n_cores, spray, seq, timestamp in ns),
     then a subtree "History (N records)" with one item "Record seq=S" per history record
     (opaque bytes; record i belongs to packet seq - count + i, wrapping at 2^32), then
     the original frame, handed to Wireshark's "eth_withoutfcs" dissector so that its
@@ -19,7 +19,7 @@ What it dissects
     before the last 14 bytes. Preference scrtrailer.detect (default on) turns it off.
 
 Fields (filter names)
-  scr.magic scr.version scr.flags scr.flags.stop scr.count scr.record_size scr.slot
+  scr.magic scr.version scr.flags scr.flags.stop scr.flags.migrate scr.count scr.record_size scr.slot
   scr.n_cores scr.spray scr.seq scr.ts scr.history scr.record scr.record.seq
   scrctl.magic scrctl.kind ("spray" or "heartbeat") scrctl.epoch scrctl.count scrctl.core
   scrctl.version scrctl.role scrctl.counter
@@ -63,6 +63,7 @@ local SCR_MAGIC = 0x5C
 local SCR_VERSION = 2
 local SCR_HEADER_LEN = 20
 local FLAG_STOP = 0x01
+local FLAG_MIGRATE = 0x02
 local SEQ_MODULUS = 4294967296 -- 2^32: sequence numbers wrap like the header's u32
 
 local scr = Proto("scr", "SCR sequencer header")
@@ -73,6 +74,8 @@ local f = {
     flags = ProtoField.uint8("scr.flags", "Flags", base.HEX),
     stop = ProtoField.bool("scr.flags.stop", "STOP", 8, nil, FLAG_STOP,
                            "End of run: fast-forward the history, no original frame"),
+    migrate = ProtoField.bool("scr.flags.migrate", "MIGRATE", 8, nil, FLAG_MIGRATE,
+                              "RSS++: buckets moved away from this core, hand them over"),
     count = ProtoField.uint8("scr.count", "History records", base.DEC),
     record_size = ProtoField.uint8("scr.record_size", "Record size", base.DEC),
     slot = ProtoField.uint8("scr.slot", "Core slot", base.DEC),
@@ -120,11 +123,13 @@ function scr.dissector(tvb, pinfo, tree)
     local n_cores, spray = tvb(6, 1):uint(), tvb(7, 1):uint()
     local seq = tvb(8, 4):uint()
     local stop = flags % 2 == FLAG_STOP
+    local migrate = math.floor(flags / 2) % 2 == 1
 
     top:add(f.magic, tvb(0, 1))
     top:add(f.version, tvb(1, 1))
     local flag_item = top:add(f.flags, tvb(2, 1))
     flag_item:add(f.stop, tvb(2, 1))
+    flag_item:add(f.migrate, tvb(2, 1))
     top:add(f.count, tvb(3, 1))
     top:add(f.record_size, tvb(4, 1))
     top:add(f.slot, tvb(5, 1))
@@ -132,9 +137,10 @@ function scr.dissector(tvb, pinfo, tree)
     top:add(f.spray, tvb(7, 1))
     top:add(f.seq, tvb(8, 4))
     top:add(f.ts, tvb(12, 8))
-    top:append_text(string.format(", Seq: %d, Core %d/%d, %d record%s%s", seq, slot,
+    top:append_text(string.format(", Seq: %d, Core %d/%d, %d record%s%s%s", seq, slot,
                                   n_cores, count, count == 1 and "" or "s",
-                                  stop and ", STOP" or ""))
+                                  stop and ", STOP" or "",
+                                  migrate and ", MIGRATE" or ""))
     -- The same checks as header.unpack_header: the frame still dissects, flagged.
     if magic ~= SCR_MAGIC or version ~= SCR_VERSION then
         top:add_proto_expert_info(e.bad_header,
@@ -146,9 +152,9 @@ function scr.dissector(tvb, pinfo, tree)
             string.format("slot %d count %d cores %d spray %d", slot, count, n_cores, spray))
     end
 
-    pinfo.cols.info = string.format("SCR%s seq=%d core=%d/%d spray=%d records=%dx%dB",
-                                    stop and " STOP" or "", seq, slot, n_cores, spray,
-                                    count, size)
+    pinfo.cols.info = string.format("SCR%s%s seq=%d core=%d/%d spray=%d records=%dx%dB",
+                                    stop and " STOP" or "", migrate and " MIGRATE" or "",
+                                    seq, slot, n_cores, spray, count, size)
 
     -- History: record i is packet seq - count + i's, oldest first.
     local offset = SCR_HEADER_LEN

@@ -70,10 +70,19 @@ def test_csv_strings_and_numbers_name_the_same_point():
 
 
 def test_differ_is_about_ranges_not_medians():
-    a = {"throughput_min": 900, "throughput_max": 1000}
-    assert differ(a, {"throughput_min": 1001, "throughput_max": 1100})
-    assert not differ(a, {"throughput_min": 1000, "throughput_max": 1100})
-    assert not differ(a, {"throughput_min": "", "throughput_max": ""})
+    a = {"throughput_min": 900, "throughput_max": 1000, "repeats": 3}
+    assert differ(a, {"throughput_min": 1001, "throughput_max": 1100, "repeats": 3})
+    assert not differ(a, {"throughput_min": 1000, "throughput_max": 1100, "repeats": 3})
+    assert not differ(a, {"throughput_min": "", "throughput_max": "", "repeats": 3})
+    # One search has no spread: nothing is beyond it.
+    assert not differ(a, {"throughput_min": 2000, "throughput_max": 2000, "repeats": 1})
+
+
+def test_a_search_that_found_no_rate_counts_as_zero():
+    point, = aggregate([search(pps=0.0, error="no rate passed"), search(pps=1000.0),
+                        search(pps=1200.0)])
+    assert point["throughput_pps"] == 1000.0 and point["throughput_min"] == 0.0
+    assert point["errors"] == 0
 
 
 def test_the_table_shows_the_range_and_the_searches():

@@ -38,9 +38,13 @@ def make_report(tmp_path):
         # lock: far below SCR at 2 cores, overlapping at 1
         rows += [search("lock", cores, 0.0, (1000 if cores == 1 else 1200) + d,
                         transfer_work_us="55") for d in (-60, 0, 60)]
+        rows += [search("shard", cores, 0.0, 700 * cores + d) for d in (-30, 0, 30)]
+        rows += [search("rsspp", cores, 0.0, 900 * cores + d, migrations="7")
+                 for d in (-30, 0, 30)]
     write_rows(scaling / "results.csv", rows)
     (scaling / "config.json").write_text(json.dumps({"arguments": {
-        "nf": ["ddos"], "strategies": ["scr", "lock"], "cores": [1, 2], "skews": [0.0],
+        "nf": ["ddos"], "strategies": ["scr", "lock", "shard", "rsspp"], "cores": [1, 2],
+        "skews": [0.0],
         "repeats": 3, "duration": 2.0, "warmup": 0.5}}))
     write_rows(scaling / "latency.csv", [
         {"nf": "ddos", "strategy": "scr", "cores": 2, "skew": 0.0, "transfer_work_us": "",
@@ -54,6 +58,10 @@ def make_report(tmp_path):
         *(search("lock", 8, 2.0, p, lock_quota_aware="True", lock_stall_share=0.01,
                  transfer_work_us="55") for p in (2000, 2100, 2200)),
     ])
+    write_rows(tmp_path / "loss" / "20260101-000200" / "results.csv", [
+        search("scr", 4, 1.0, 2000, loss_rate="0", loss="0.01", recovered="0"),
+        search("scr", 4, 1.0, 1900, loss_rate="0.01", loss="0.02", recovered="300",
+               fetch_us_p50="70", fetch_us_p99="9000", check_equivalent="False")])
     return write_report(tmp_path)
 
 
@@ -96,3 +104,19 @@ def test_the_stalls_section_compares_before_and_after(tmp_path):
     text = make_report(tmp_path)[0].read_text()
     assert "20.0 %" in text and "1.0 %" in text  # the stall shares, median
     assert "changes lock's MLFFR by -32 % (beyond the spread" in text
+
+
+def test_the_loss_section_compares_with_no_loss(tmp_path):
+    text = make_report(tmp_path)[0].read_text()
+    rows = {row[1]: row for row in cells(text, "nf   | loss %")}
+    assert rows["0"][3] == "100 %" and rows["1"][3] == "95 %"
+    assert rows["1"][5] == "modulo gaps" and rows["1"][7] == "70/9000"
+
+
+def test_rsspp_is_compared_with_shard_and_shows_its_moves(tmp_path):
+    text = make_report(tmp_path)[0].read_text()
+    assert "### RSS++ against RSS" in text
+    rows = cells(text, "skew   | cores   | baseline   | rsspp pps")
+    assert [row[-1] for row in rows] == ["rsspp higher", "rsspp higher"]
+    points = {(row[1], row[2]): row for row in cells(text, "nf   | strategy")}
+    assert points[("rsspp", "2")][-1] == "7" and points[("shard", "2")][-1] == ""

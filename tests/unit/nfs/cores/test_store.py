@@ -78,7 +78,8 @@ STORE_STRATEGIES = ("service", "service-blocking", "remote", "remote-blocking", 
 
 
 def test_strategy_table():
-    assert set(strategy_names()) == {"scr", "lock", "shard", "single", *STORE_STRATEGIES}
+    assert set(strategy_names()) == {"scr", "lock", "shard", "rsspp", "single",
+                                     *STORE_STRATEGIES}
     assert all(get_strategy(s).spray == "lock" and get_strategy(s).store
                for s in STORE_STRATEGIES)
     assert get_strategy("shard").spray == "shard"

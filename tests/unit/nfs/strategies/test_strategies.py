@@ -827,10 +827,13 @@ def test_the_quota_window_sleeps_until_the_section_fits(monkeypatch):
     assert window.wait_for(100_000) == 0  # and now it fits at once
 
 
-def test_the_period_counter_reads_nr_periods(tmp_path):
-    stat = tmp_path / "cpu.stat"
-    stat.write_text("nr_periods 42\nnr_throttled 3\nthrottled_time 9\n")
-    assert lock_module.period_counter(stat)() == 42
+def test_the_throttle_counter_reads_nr_throttled_by_name(tmp_path):
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1.write_text("nr_periods 42\nnr_throttled 3\nthrottled_time 9\n")
+    v2.write_text("usage_usec 77\nuser_usec 70\nsystem_usec 7\nnr_periods 42\n"
+                  "nr_throttled 5\nthrottled_usec 9\n")
+    assert lock_module.throttle_counter(v1)() == 3
+    assert lock_module.throttle_counter(v2)() == 5
 
 
 def test_a_quota_aware_core_does_its_work_first_near_the_end_of_its_slice(tmp_path):
@@ -847,7 +850,8 @@ def test_a_quota_aware_core_does_its_work_first_near_the_end_of_its_slice(tmp_pa
                 core._work = paid.append
                 if remaining is not None:
                     core.window = SimpleNamespace(room_ns=lambda r=remaining: r,
-                                                  wait_for=lambda _need: 0, note=lambda: None)
+                                                  wait_for=lambda _need: 0, note=lambda: None,
+                                                  quota_ns=1_000_000)
             for i, frame in enumerate(one_source_frames(12)):
                 slot, out = seq.sequence(frame, ts_of(i))
                 cores[slot].handle(out)
