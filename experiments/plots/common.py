@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -207,16 +208,21 @@ def _join(parts: Iterable[str]) -> str:
     return ";".join(seen)
 
 
-def strategy_order(strategy: str) -> tuple[int, str]:
-    """Sort key: the known strategies in ``STYLES`` order, then the others by name."""
+def strategy_order(strategy: str) -> tuple:
+    """Sort key: the known strategies in ``STYLES`` order, then the others by name, numbers
+    in a name by value (``lock transfer 55 µs`` before ``lock transfer 110 µs``)."""
     known = list(STYLES)
-    return (known.index(strategy), "") if strategy in known else (len(known), strategy)
+    if strategy in known:
+        return (known.index(strategy), ())
+    parts = tuple((0, float(part), "") if part.replace(".", "", 1).isdigit() else (1, 0.0, part)
+                  for part in re.split(r"([\d.]+)", strategy) if part)
+    return (len(known), parts)
 
 
 def styles_for(strategies: Iterable[str]) -> dict[str, tuple[str, str]]:
     """Color and marker per strategy: fixed for known ones, assigned in name order after."""
     styles = dict(STYLES)
-    extras = sorted(s for s in set(strategies) if s not in STYLES)
+    extras = sorted((s for s in set(strategies) if s not in STYLES), key=strategy_order)
     for index, name in enumerate(extras):
         styles[name] = EXTRA_STYLES[index % len(EXTRA_STYLES)]
     return styles

@@ -100,9 +100,13 @@ def _draw_fit(ax, mine: list[Point], nf: str, skew: float, max_cores: int,
         return
     xs = [1 + (max_cores - 1) * i / FIT_STEPS for i in range(FIT_STEPS + 1)]
     t_ci, c_ci = fit.t_ci_us, fit.c_ci_us
-    label = (f"SCR model: t={fit.t_us:.3g} [{t_ci[0]:.3g}, {t_ci[1]:.3g}] µs, "
-             f"c={fit.c_us:.3g} [{c_ci[0]:.3g}, {c_ci[1]:.3g}] µs" if t_ci and c_ci else
-             f"SCR model: t={fit.t_us:.3g} µs, c={fit.c_us:.3g} µs")
+
+    def us(x: float) -> str:  # whole µs from 100 on: no 1.71e+03 in a legend
+        return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+    label = (f"SCR model: t={us(fit.t_us)} [{us(t_ci[0])}, {us(t_ci[1])}] µs, "
+             f"c={us(fit.c_us)} [{us(c_ci[0])}, {us(c_ci[1])}] µs" if t_ci and c_ci else
+             f"SCR model: t={us(fit.t_us)} µs, c={us(fit.c_us)} µs")
     line, = ax.plot(xs, [fit.predict(x) for x in xs], color=STYLES["scr"][0],
                     linestyle="--", linewidth=1, label=label)
     if fit.band(1) is not None:

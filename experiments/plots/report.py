@@ -4,7 +4,9 @@
 ``results.csv``, ``latency.csv``, ``model_fit.csv``, the figures the sweep drew) and writes
 ``report.md`` and ``report.html`` next to them, every figure embedded by its relative path
 and every table computed from the CSVs (never from memory), so a report can be redrawn from
-its folder at any time (``python -m experiments.plots.report REPORT_DIR``).
+its folder at any time (``python -m experiments.plots.report REPORT_DIR``; with
+``--readme README.md`` it also rewrites the README's report block from it, the figures
+copied into ``docs/report/``: how the README's results are made).
 
 A document is a list of blocks (heading, paragraph, table, image), rendered twice: GitHub
 Markdown and plain HTML (tables by tabulate in both).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import shutil
 import statistics
 import sys
 from collections.abc import Iterable
@@ -128,14 +131,16 @@ def _pps(point: dict) -> str:
 
 
 def points_table(doc: Document, points: list[dict]) -> None:
-    """Every point: median, range, searches, faithful, equivalent (and, for RSS++, the
-    buckets its median search's reported trial moved)."""
+    """Every point: median, range, searches, faithful, equivalent (``yes``: strictly, in
+    every search; ``modulo gaps``: consistent, some accepted trial lost a few packets at a
+    queue and the states lack exactly their updates; ``NO``), confirmed, and for RSS++ the
+    buckets its median search's reported trial moved."""
     moved = any(p.get("strategy") == "rsspp" for p in points)
     rows = [[p["nf"], _label(p), p["cores"], f"{float(p['skew']):g}", _pps(p),
              spread(p) or "-", f"{p.get('repeats', 1)}" + (
                  f" ({p['errors']} failed)" if int(p.get("errors") or 0) else ""),
              "yes" if p.get("faithful") is True else "NO",
-             {True: "yes", False: "NO"}.get(p.get("check_equivalent"), "-"),
+             equivalence_mark(p),
              "yes" if p.get("confirmed") is True else "no",
              *([p.get("migrations") or "-" if p["strategy"] == "rsspp" else ""] if moved
                else [])] for p in points]
@@ -286,10 +291,14 @@ def write_report(report_dir: Path) -> tuple[Path, Path]:
     doc = Document()
     title = "SCR testbed report" + (" (quick)" if args.get("quick") else "")
     doc.h(1, title)
+    # The sweeps' own times when the report was interrupted before it wrote its total.
+    seconds = config.get("seconds") or round(sum(
+        json.loads(path.read_text()).get("seconds", 0)
+        for path in report_dir.glob("*/*/summary.json")))
     doc.p(f"Command: `{config.get('command', 'python experiments/report.py')}`; commit "
           f"{config.get('git', '?')}; started {config.get('started', '?')}; "
-          f"{config.get('seconds', '?')} s. Every table below is computed from the CSVs in "
-          "this folder; every figure was drawn from them.")
+          f"{seconds} s. Every table below is computed from the CSVs in this folder; every "
+          "figure was drawn from them.")
     repeats = 1
     if (run := sweep_dir(report_dir, SCALING)) is not None:
         sweep = json.loads((run / "config.json").read_text()).get("arguments", {})
@@ -356,10 +365,49 @@ def write_report(report_dir: Path) -> tuple[Path, Path]:
     return md, page
 
 
+#: The README's block that :func:`update_readme` rewrites from a report.
+README_BEGIN = "<!-- report:begin (written by: python -m experiments.plots.report DIR --readme) -->"
+README_END = "<!-- report:end -->"
+
+
+def update_readme(report_dir: Path, readme: Path, figures: Path) -> list[Path]:
+    """Put the report's document into ``readme`` between :data:`README_BEGIN` and
+    :data:`README_END`, its headings two levels down and its figures copied into
+    ``figures`` (a folder next to the README, committed with it); the figures copied.
+    ValueError if the README has no such block."""
+    report_dir, readme, figures = Path(report_dir), Path(readme), Path(figures)
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_BEGIN!r} ... {README_END!r} block")
+    md = (report_dir / REPORT_MD).read_text()
+    figures.mkdir(parents=True, exist_ok=True)
+    copied = []
+    lines = []
+    for line in md.splitlines():
+        if line.startswith("#"):
+            line = "##" + line  # the report's title becomes a ### heading
+        elif line.startswith("![") and "](" in line:
+            caption, path = line[2:].split("](", 1)
+            source = report_dir / path.rstrip(")")
+            target = figures / f"{source.parent.parent.name}-{source.name}"
+            shutil.copyfile(source, target)
+            copied.append(target)
+            line = f"![{caption}]({target.relative_to(readme.parent).as_posix()})"
+        lines.append(line)
+    head, rest = text.split(README_BEGIN, 1)
+    _old, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_BEGIN + "\n" + "\n".join(lines) + "\n" + README_END
+                      + tail)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="report", description="Rewrite a report's "
                                      "report.md and report.html from its folder.")
     parser.add_argument("report_dir", type=Path)
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also put the report into this README's report block, its "
+                             "figures into docs/report/ next to it")
     args = parser.parse_args(argv)
     if not (args.report_dir / "config.json").is_file():
         print(f"report: {args.report_dir} is not a report folder (no config.json)",
@@ -367,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for path in write_report(args.report_dir):
         print(path)
+    if args.readme is not None:
+        try:
+            for path in update_readme(args.report_dir, args.readme,
+                                      args.readme.parent / "docs" / "report"):
+                print(path)
+        except (OSError, ValueError) as err:
+            print(f"report: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

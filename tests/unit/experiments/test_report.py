@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import json
 
-from experiments.plots.report import write_report
+import pytest
+
+from experiments.plots.report import README_BEGIN, README_END, update_readme, write_report
 
 
 def write_rows(path, rows):
@@ -120,3 +122,24 @@ def test_rsspp_is_compared_with_shard_and_shows_its_moves(tmp_path):
     assert [row[-1] for row in rows] == ["rsspp higher", "rsspp higher"]
     points = {(row[1], row[2]): row for row in cells(text, "nf   | strategy")}
     assert points[("rsspp", "2")][-1] == "7" and points[("shard", "2")][-1] == ""
+
+
+def test_the_readme_block_is_rewritten_from_the_report(tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "scaling" / "20260101-000000").mkdir(parents=True)
+    (report / "scaling" / "20260101-000000" / "cores_skew0.png").write_bytes(b"png")
+    make_report(report)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{README_BEGIN}\nold numbers\n{README_END}\n\n## After\n")
+    copied = update_readme(report, readme, tmp_path / "docs" / "report")
+    text = readme.read_text()
+    assert "old numbers" not in text and text.startswith("# Title") and "## After" in text
+    assert "### SCR testbed report" in text and "#### SCR against the baselines" in text
+    assert copied == [tmp_path / "docs" / "report" / "scaling-cores_skew0.png"]
+    assert "](docs/report/scaling-cores_skew0.png)" in text
+    update_readme(report, readme, tmp_path / "docs" / "report")  # idempotent
+    assert readme.read_text() == text
+    readme.write_text("# no block\n")
+    with pytest.raises(ValueError, match="no"):
+        update_readme(report, readme, tmp_path / "docs")
