@@ -1,7 +1,7 @@
 # The testbed's set-up and entry points. Every target is idempotent and runs as root.
 #   make demo   set up everything, then a quick skew sweep (plot + table)
 #   make test   set up everything, then lint and the whole test suite
-#   make report set up everything, then the report's sweeps (QUICK=1: the ~12-minute one)
+#   make report set up everything, then the report's sweeps (QUICK=1: the ~13-minute one)
 # The set-up steps are targets of their own: apt, venv, ovs (make setup = all three).
 
 SHELL := /bin/bash

@@ -16,9 +16,9 @@ to put it elsewhere), then writes ``report.md`` and ``report.html`` there
   recovery on (one search per point at both scales).
 
 Scale: ``--quick`` (one search per point, cores 1 and 4, latency at 90 % only, fewer points
-in the other sweeps; ~13 minutes on this 2-CPU machine) or the full one (three searches per
-point, cores 1 2 4 8, ``single`` too; about 80 minutes). The README's tables are copied
-from a report's ``report.md``.
+in the other sweeps; 13 minutes on this 2-CPU machine) or the full one (three searches per
+point, cores 1 2 4 8, ``single`` too; about 1.5 hours, 63 minutes of it the scaling
+sweep). The README's tables are copied from a report's ``report.md``.
 
 Usage (as root)::
 
@@ -95,7 +95,7 @@ SWEEPS = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="one search per point, fewer cores (~12 minutes)")
+                        help="one search per point, fewer cores (~13 minutes)")
     parser.add_argument("--only", choices=list(SWEEPS), nargs="+", default=list(SWEEPS),
                         help="run only these sweeps")
     parser.add_argument("--results-dir", type=Path, default=None,

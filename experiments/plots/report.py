@@ -247,10 +247,12 @@ def stalls_section(doc: Document, run_dir: Path) -> None:
         if "true" in pair and "false" in pair and float(pair["false"]["throughput_pps"] or 0):
             gain = float(pair["true"]["throughput_pps"]) / float(
                 pair["false"]["throughput_pps"]) - 1
+            single = min(int(pair[k].get("repeats") or 1) for k in ("true", "false")) < 2
+            judged = ("one search each: no spread to judge it by" if single else
+                      f"{'beyond' if differ(pair['true'], pair['false']) else 'within'} "
+                      "the spread of the searches")
             doc.p(f"{cores} cores, skew {float(skew):g}: quota-aware locking changes lock's "
-                  f"MLFFR by {100 * gain:+.0f} % "
-                  f"({'beyond' if differ(pair['true'], pair['false']) else 'within'} "
-                  "the spread of the searches).")
+                  f"MLFFR by {100 * gain:+.0f} % ({judged}).")
 
 
 def loss_section(doc: Document, run_dir: Path) -> None:
