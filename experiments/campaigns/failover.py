@@ -88,10 +88,10 @@ class FailoverTestbed(Testbed):
     def controller_plan(self) -> dict:
         return {**super().controller_plan, "mode": "pb", "failover_timeout_ms": self.timeout_ms}
 
-    def _start(self, name, host_name, argv):
+    def _start(self, name, host_name, argv, pass_fds=()):
         if name == PRIMARY:  # core 0 is the primary: it replicates before it forwards
             argv = [*argv, "--replicate-to", REPLICATION_ADDRESS]
-        return super()._start(name, host_name, argv)
+        return super()._start(name, host_name, argv, pass_fds)
 
     def _start_processes(self) -> None:
         c = self.config

@@ -176,11 +176,12 @@ def test_mlffr_search_on_real_trials(tmp_path, trace_path, capacity, costs):
     assert 0 < search.mlffr < start and not search.ceiling
     assert search.best["loss"] <= 0.04 and search.best["steady_loss"] <= 0.04
     assert any(rate > search.mlffr and judged_loss(r) > 0.04 for rate, r in search.steps)
-    # The steady-state window saw the overloaded probes fall short of the offered rate.
-    over = [r for rate, r in search.steps
-            if rate > search.mlffr and r["steady_loss"] is not None]
-    assert over, [r["steady_s"] for _rate, r in search.steps]
-    assert all(r["steady_loss"] > 0.04 and r["steady_pps"] < r["offered_pps"] for r in over)
+    # The steady-state window saw the first probe (at least twice this core's capacity)
+    # fall short of the offered rate. (Not every rate above the MLFFR: a refuted rate's
+    # first trial passed.)
+    _rate, top = max(search.steps, key=lambda step: step[0])
+    assert top["steady_loss"] is not None, top["steady_s"]
+    assert top["steady_loss"] > 0.04 and top["steady_pps"] < top["offered_pps"], top
     # The rate found was run twice (the search and its confirmation), or refuted.
     assert search.confirmed or search.refuted
     assert sum(rate == search.mlffr for rate, _r in search.steps) >= 2 or not search.confirmed
