@@ -382,6 +382,10 @@ def fidelity_result(config: TrialSettings, files: TrialFiles, window: dict | Non
             "cores": [core["cpu_s"] for core in files.cores],
         },
         "throttled": window.get("throttled", []) if window else [],
+        # The switch ports' type (AF_XDP or packet sockets) and why not AF_XDP, if not.
+        "port_type": window.get("port_type", "") if window else "",
+        "port_type_note": window.get("port_type_note", "") if window else "",
+        "placement": window.get("placement", {}) if window else {},
     }
 
 

@@ -33,6 +33,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +54,17 @@ from experiments.runtime.calibration import (
     DEFAULT_STATE_WORK_US,
     DEFAULT_TRANSFER_WORK_US,
     DEFAULT_WORK_US,
+    LEGACY_MAX_CORES,
+    SCALE_CORES_CPU,
+    SCALE_WORK_US,
     calibrate,
+    scale_for,
 )
 from experiments.runtime.capacity import measure_capacity
 from experiments.runtime.config import DEFAULT_WARMUP_S, TrialConfig
 from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
+from experiments.runtime.ovs import PORT_TYPES
+from experiments.runtime.placement import PLACEMENTS, plan_cpus
 from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog, new_run_dir, write_config
 from experiments.runtime.trial import run_trial
@@ -93,7 +100,8 @@ TRIAL_COLUMNS = [
     "malformed_cores", "check_access_order", "access_order_mismatches", "store_ops",
     "store_retries", "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50",
     "e2e_us_p50", "e2e_us_p99", "loss_rate", "injected_loss", "recovered", "lost_everywhere",
-    "fetches", "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s", "trial",
+    "fetches", "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s",
+    "port_type", "trial",
     "error",
 ]
 #: One trial per point at each of these fractions of its median MLFFR: latency at load.
@@ -188,16 +196,31 @@ def _add_point_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
 def _add_cost_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
     """What a packet costs the cores, the store latency, the injected loss, recovery."""
     parser.add_argument("--work-us", type=non_negative_float,
-                        default=defaults.get("work_us", DEFAULT_WORK_US),
+                        default=defaults.get("work_us"),
                         help="stateless compute per packet, µs of CPU time (calibrated into "
-                             "spin rounds at start-up; config.json records both)")
+                             "spin rounds at start-up; config.json records both; default "
+                             f"{DEFAULT_WORK_US:g}, {SCALE_WORK_US:g} past "
+                             f"{LEGACY_MAX_CORES} emulated cores: "
+                             "experiments.runtime.calibration.scale_for)")
     parser.add_argument("--state-work-us", type=non_negative_float,
                         default=defaults.get("state_work_us", DEFAULT_STATE_WORK_US),
                         help="compute per state transition, µs (SCR pays it per history "
                              "record: the model's c)")
     parser.add_argument("--core-share", type=positive_float,
-                        default=defaults.get("core_share", DEFAULT_CORE_SHARE),
-                        help="CPU quota of each emulated core, fraction of one CPU")
+                        default=defaults.get("core_share"),
+                        help=f"CPU quota of each emulated core, fraction of one CPU (default "
+                             f"{DEFAULT_CORE_SHARE:g}; past {LEGACY_MAX_CORES} cores "
+                             f"{SCALE_CORES_CPU:g} / the largest count; its period is the "
+                             f"shortest whose quota is 1 ms)")
+    parser.add_argument("--placement", choices=PLACEMENTS, default="quota",
+                        help="quota: emulated cores, each a CPU quota; cpus: real cores, "
+                             "each alone on a CPU of its own and no quota, the "
+                             "infrastructure on the CPUs left (a machine with more CPUs "
+                             "than cores; experiments.runtime.placement)")
+    parser.add_argument("--port-type", choices=PORT_TYPES, default="auto",
+                        help="the switch's ports: auto takes AF_XDP (afxdp-nonpmd) where the "
+                             "kernel allows it, else system (packet sockets); each trial's "
+                             "trial.json says which it used")
     parser.add_argument("--transfer-work-us", type=non_negative_float, nargs="+",
                         default=[DEFAULT_TRANSFER_WORK_US],
                         help="lock: µs paid when a key's state was last written by another "
@@ -261,10 +284,22 @@ def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
         args.nf = sorted(NF_CLASSES)
     if args.trace is not None:
         args.skews = [0.0]  # one trace: its own flows and skew (see trace_summary.json)
-    if args.core_share > 1:
+    share, work = scale_for(max(args.cores), DEFAULT_CORE_SHARE)
+    if args.placement == "cpus":
+        share = None  # real cores: no quota
+        if args.core_share is not None:
+            parser.error("--core-share is for placement quota (real cores have no quota)")
+    elif args.core_share is None:
+        args.core_share = share
+    if args.work_us is None:
+        args.work_us = work
+    if args.core_share is not None and args.core_share > 1:
         parser.error("--core-share must be at most 1 (one CPU)")
     try:
         TrialConfig(core_share=args.core_share)
+        if args.placement == "cpus":  # the largest point must fit, its state service too
+            plan_cpus(max(args.cores) + any(get_strategy(s).store == "service"
+                                            for s in args.strategies))
     except ValueError as err:
         parser.error(str(err))
     return args
@@ -302,9 +337,9 @@ class Sweep:
                 args.trace, lambda: new_run_dir(kind, args.results_dir))
         else:
             self.run_dir = new_run_dir(kind, args.results_dir)
-        write_config(self.run_dir, vars(args), points=len(self.points),
-                     costs=self.costs.to_json(),
-                     trace=self.trace_summary.to_json() if self.trace_summary else None)
+        self.port_types: Counter[str] = Counter()  # trials per switch port type used
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.write_config()
         self.capacity = CsvLog(self.run_dir / "capacity.csv", CAPACITY_COLUMNS)
         self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
         self.trials = CsvLog(self.run_dir / "trials.csv", TRIAL_COLUMNS)
@@ -312,6 +347,14 @@ class Sweep:
         self.rows: list[dict] = []
         self.traces: dict[float, Path] = {}
         self.per_core: dict[str, float] = {}  # best throughput per core seen, per NF
+
+    def write_config(self) -> None:
+        """``config.json``: the arguments (the core share and work resolved), the costs,
+        the trace, and how many trials ran on each switch port type."""
+        write_config(self.run_dir, vars(self.args), points=len(self.points),
+                     costs=self.costs.to_json(),
+                     trace=self.trace_summary.to_json() if self.trace_summary else None,
+                     port_types=dict(self.port_types), started=self.started)
 
     def trace(self, skew: float) -> Path:
         """One trace per skew, long enough for the longest trial (or the imported one)."""
@@ -336,7 +379,8 @@ class Sweep:
         config = TrialConfig(
             nf=point.nf, nf_params=self.costs.nf_params(), cores=point.cores, rate_pps=rate,
             spin_ns=self.costs.ns_per_round, strategy=point.strategy, packets=count,
-            core_share=a.core_share, warmup_s=a.warmup,
+            core_share=a.core_share, placement=a.placement, port_type=a.port_type,
+            warmup_s=a.warmup,
             transfer_work=transfer, lock_quota_aware=point.quota_aware is True,
             inflight=a.inflight,
             store_delay_us=point.store_delay_us, loss=point.loss, loss_seed=a.loss_seed,
@@ -355,6 +399,9 @@ class Sweep:
         except TrialError as err:
             row.update(error=str(err), loss=1.0, delivered_pps=0.0)
         self.trials.append(row)
+        if row.get("port_type"):
+            self.port_types[row["port_type"]] += 1
+            self.write_config()  # config.json says which port types the trials used
         bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * judged_loss(row):.1f} %")
         return row
 
@@ -364,7 +411,8 @@ class Sweep:
         bar.set_postfix_str(f"{point.nf}: measuring one core's capacity")
         config = TrialConfig(nf=point.nf, nf_params=self.costs.nf_params(), cores=1,
                              spin_ns=self.costs.ns_per_round, strategy="single",
-                             core_share=self.args.core_share)
+                             core_share=self.args.core_share, placement=self.args.placement,
+                             port_type=self.args.port_type)
         try:
             found = measure_capacity(config, self.trace(point.skew),
                                      self.run_dir / "capacity" / point.nf)

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.dispatch import DEFAULT_FAILOVER_TIMEOUT_MS
-from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE, DEFAULT_PERIOD_US, quota_us
+from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE, period_for, quota_us
+from experiments.runtime.ovs import PORT_TYPES
+from experiments.runtime.placement import PLACEMENTS, plan_cpus
 from nfs import make_nf
 from nfs.cores.store import DEFAULT_INFLIGHT
 from nfs.plugins import load_plugins
@@ -59,8 +61,14 @@ class TrialConfig:
     strategy: str = "scr"
     packets: int = 0  # send the trace's first `packets` frames (0: all of them)
     core_share: float | None = DEFAULT_CORE_SHARE  # CPU quota of each core (None: no quota)
-    quota_period_us: int = DEFAULT_PERIOD_US
+    quota_period_us: int | None = None  # None: cpu_quota.period_for(core_share)
+    #: ``quota`` (emulated cores, ``core_share`` of a CPU each) or ``cpus`` (real cores:
+    #: each core alone on a CPU, no quota; ``experiments.runtime.placement``).
+    placement: str = "quota"
     rx_queue_bytes: int = CORE_RX_QUEUE
+    #: The switch ports' type (``experiments.runtime.ovs.PORT_TYPES``): ``auto`` uses
+    #: AF_XDP where the kernel allows it, else packet sockets; ``trial.json`` says which.
+    port_type: str = "auto"
     transfer_work: int = 0  # lock: spin rounds when a key's state moved between cores
     #: lock: take a lock only with enough CPU quota left for the critical section
     #: (``nfs.cores.lock``; an option: it costs more capacity than the stalls it removes).
@@ -118,9 +126,20 @@ class TrialConfig:
             raise ValueError(f"warm-up must be in [0, 1e4) s, got {self.warmup_s}")
         if not self.failover_timeout_ms > 0:
             raise ValueError("the failover timeout must be > 0")
+        if self.port_type not in PORT_TYPES:
+            raise ValueError(f"port type must be one of {', '.join(PORT_TYPES)}, "
+                             f"not {self.port_type!r}")
         if self.rx_queue_bytes < 4096:
             raise ValueError("the core RX queue must be >= 4096 bytes")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, "
+                             f"not {self.placement!r}")
+        if self.placement == "cpus":
+            self.core_share = None  # a real core has no quota
+            plan_cpus(self.cores + (strategy.store == "service"))  # PlacementError: too few
         if self.core_share is not None:
+            if self.quota_period_us is None:
+                self.quota_period_us = period_for(self.core_share)
             quota_us(self.core_share, self.quota_period_us)  # fails early if not settable
         make_nf(self.nf, **self.nf_params)  # fails early on a bad NF name or parameter
         PortPlan(self.cores)  # fails early on a bad core count

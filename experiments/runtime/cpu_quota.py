@@ -11,7 +11,9 @@ all cores live in one Mininet host (one interface each, like one NIC's RX queues
 
 The CFS period is kept short (``period_us``, 10 ms by default with ``share`` 0.1, i.e. a
 1 ms quota: the kernel's minimum) so that a core runs in short slices rather than long
-bursts; a longer period lets a core run flat out for a long stretch and then stall.
+bursts; a longer period lets a core run flat out for a long stretch and then stall. A
+smaller share gets the shortest period whose quota is still 1 ms (:func:`period_for`:
+0.05 of a CPU runs 1 ms every 20 ms), which the 16-core sweeps use.
 
 Works with cgroup v1 (``/sys/fs/cgroup/cpu``, as on these Debian 12 machines) and v2
 (``cpu.max``). Groups are named ``scr-testbed-<pid>-<n>`` under the cpu hierarchy's root and
@@ -24,6 +26,7 @@ stalls every core waiting for that lock until its next period (see the lock stra
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from pathlib import Path
 
@@ -49,6 +52,14 @@ def _cpu_hierarchy() -> tuple[Path, int]:
     ).read_text().split():
         return CGROUP_ROOT, 2
     raise QuotaError("no cgroup cpu controller found under /sys/fs/cgroup")
+
+
+def period_for(share: float) -> int:
+    """The quota period for ``share``: the default 10 ms, or the shortest whole number of
+    milliseconds whose quota is the kernel's 1 ms minimum (0.05 of a CPU: 20 ms)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"core share must be in (0, 1], got {share}")
+    return max(DEFAULT_PERIOD_US, 1000 * math.ceil(MIN_QUOTA_US / share / 1000 - 1e-9))
 
 
 def quota_us(share: float, period_us: int) -> int:

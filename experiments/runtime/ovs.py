@@ -1,5 +1,5 @@
 """Open vSwitch helpers for the testbed: the controller's rules and groups on the switch,
-ovs-vswitchd's pid, and quieting the switch-side ports.
+ovs-vswitchd's pid, quieting the switch-side ports, and their port type (AF_XDP or not).
 
 Everything here runs the OVS command-line tools (``ovs-ofctl``) or reads OVS's pid file in
 the root namespace, so it needs root and a running ``ovs-vswitchd``; the callers are the
@@ -11,7 +11,9 @@ does not fail when the switch is gone (an empty list); :func:`ovs_ofctl` does.
 
 from __future__ import annotations
 
+import csv
 import subprocess
+import time
 from pathlib import Path
 
 from controller.dispatch import COOKIE
@@ -58,3 +60,91 @@ def ovs_pid() -> int | None:
         return int(OVS_PIDFILE.read_text())
     except (OSError, ValueError):
         return None
+
+
+#: The switch ports' types a trial may ask for: ``auto`` takes ``afxdp-nonpmd`` where OVS
+#: and the kernel allow it and falls back to ``system`` (a packet socket per port) where
+#: not; the others are taken as they are, and fail the trial if refused.
+#: ``afxdp-nonpmd`` costs OVS 15-60 % less CPU per hop than ``system`` here (the
+#: datapath benchmark, ``experiments/bench_datapath.py``): frames go from the veth's XDP
+#: program to a ring OVS reads, not through the root namespace's network stack and a
+#: packet socket. The PMD type ``afxdp`` busy-polls a whole CPU, which a 2-CPU machine
+#: cannot give, so it is not offered here.
+PORT_TYPES = ("auto", "system", "afxdp-nonpmd")
+AFXDP = "afxdp-nonpmd"
+XDP_MODE = "native"
+PORT_TYPE_TIMEOUT_S = 10.0
+
+
+class PortTypeError(RuntimeError):
+    """OVS refused a port type, or the ports did not come up with it; the message says why."""
+
+
+def vsctl(*args: str) -> str:
+    """``ovs-vsctl ARGS``'s output; CalledProcessError if it fails."""
+    return subprocess.run(["ovs-vsctl", "--timeout=10", *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def iface_types() -> list[str]:
+    """The interface types this OVS offers (empty if it cannot be asked)."""
+    try:
+        out = vsctl("get", "Open_vSwitch", ".", "iface_types")
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [t.strip() for t in out.strip("[]").split(",") if t.strip()]
+
+
+def set_port_type(ports: list[str], port_type: str,
+                  timeout: float = PORT_TYPE_TIMEOUT_S) -> None:
+    """Give every interface in ``ports`` the type ``port_type`` and wait until each is up
+    with an OpenFlow port number (Mininet's ``ofport_request`` keeps the numbers, so the
+    controller's rules still hold); PortTypeError with OVS's reason if it cannot."""
+    if not ports:
+        return
+    # Native XDP (veth has it since Linux 4.19): "best-effort", OVS's default, tries
+    # zero-copy first, which veth lacks, and takes half again as long to come up.
+    options = (f"options:xdp-mode={XDP_MODE}",) if port_type.startswith("afxdp") else ()
+    try:
+        vsctl(*[arg for port in ports
+                for arg in ("--", "set", "Interface", port, f"type={port_type}", *options)])
+    except subprocess.CalledProcessError as err:
+        raise PortTypeError(f"ovs-vsctl refused type={port_type}: "
+                            f"{err.stderr.strip()}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = vsctl("--format=csv", "--data=bare", "--no-headings",
+                     "--columns=name,error,ofport", "list", "Interface", *ports)
+        state = {name: (error, ofport) for name, error, ofport in csv.reader(rows.splitlines())}
+        bad = {port: error for port, (error, _) in state.items() if error}
+        if bad:
+            raise PortTypeError("; ".join(f"{p}: {e}" for p, e in sorted(bad.items())))
+        if all(o.lstrip("-").isdigit() and int(o) > 0 for _, o in state.values()):
+            return
+        if time.monotonic() > deadline:
+            raise PortTypeError(f"ports did not come up as {port_type} within "
+                                f"{timeout:g} s")
+        time.sleep(0.05)
+
+
+def use_port_type(ports: list[str], wanted: str) -> tuple[str, str]:
+    """Give the switch's ``ports`` the type ``wanted`` (``PORT_TYPES``); ``(type used,
+    why not AF_XDP)``: ``auto`` falls back to ``system`` with the reason, the others raise
+    PortTypeError."""
+    if wanted not in PORT_TYPES:
+        raise ValueError(f"port type must be one of {', '.join(PORT_TYPES)}, not {wanted!r}")
+    if wanted == "system":
+        return "system", ""
+    if AFXDP not in iface_types():
+        reason = f"this Open vSwitch offers no {AFXDP} interfaces"
+        if wanted == AFXDP:
+            raise PortTypeError(reason)
+        return "system", reason
+    try:
+        set_port_type(ports, AFXDP)
+    except PortTypeError as err:
+        if wanted == AFXDP:
+            raise
+        set_port_type(ports, "system")  # back to a packet socket per port
+        return "system", str(err)
+    return AFXDP, ""

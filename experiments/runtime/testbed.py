@@ -3,10 +3,13 @@
 :class:`Testbed` does, in order:
 
 1. starts the controller (loopback) and builds the ``ScrTopo`` network with the userspace
-   OVS switch, waits until the controller's pipeline for the strategy is on the switch;
+   OVS switch, turns its ports into AF_XDP ports where it can (``port_type``, see
+   ``experiments.runtime.ovs.use_port_type``), waits until the controller's pipeline for
+   the strategy is on the switch;
 2. for ``lock``, creates the shared state table in ``/dev/shm``; with recovery, the cores'
    record rings there; gives every core process its own CPU quota (``core_share`` of a
-   CPU: emulated cores, see ``cpu_quota``);
+   CPU: emulated cores, see ``cpu_quota``) or, with placement ``cpus``, a CPU of its own
+   with the infrastructure kept on the others (real cores, see ``placement``);
 3. starts the sink, the outside store of the ``service``/``remote`` strategies (a state
    service, which gets a core's quota too, or a Redis server, which is outside the NF and
    gets none; both on the NF host's loopback), the N workers and the shim in their hosts,
@@ -49,7 +52,14 @@ from experiments.runtime import fidelity
 from experiments.runtime.config import HOST_IP_BASE, SHM_DIR, STORE_HOST, STORE_PORTS, TrialConfig
 from experiments.runtime.cpu_quota import CoreQuotas
 from experiments.runtime.fidelity import pid_cpu_seconds
-from experiments.runtime.ovs import ovs_pid, pipeline_flows, pipeline_groups, quiet_switch_ports
+from experiments.runtime.ovs import (
+    ovs_pid,
+    pipeline_flows,
+    pipeline_groups,
+    quiet_switch_ports,
+    use_port_type,
+)
+from experiments.runtime.placement import CpuPlacement, plan_cpus
 from experiments.runtime.processes import HostProcess, deferred_interrupts
 from experiments.workload.traffic import read_pcap
 from nfs import make_nf
@@ -80,11 +90,14 @@ class Testbed:
         self.processes: list[HostProcess] = []
         self.workers: list[HostProcess] = []
         self.quotas: CoreQuotas | None = None
+        self.cpus: CpuPlacement | None = None  # placement "cpus": real cores
         self.store: HostProcess | None = None  # the service/remote strategies' store
         self.table_path: Path | None = None
         self.log_prefix: Path | None = None  # recovery: the cores' record rings
         self.plan_path: Path | None = None  # rsspp: the shim's rebalancing plan
         self.window: dict = {}  # fidelity samples around the traffic
+        self.port_type = ""  # the switch ports' type in use, and why not AF_XDP if not
+        self.port_type_note = ""
         self._stack = contextlib.ExitStack()
 
     @property
@@ -111,6 +124,9 @@ class Testbed:
             self.net.build()
             quiet_switch_ports(self.net.switches)
             self.net.start()
+            self.port_type, self.port_type_note = use_port_type(
+                [intf.name for intf in self.net[SWITCH].intfList() if intf.name != "lo"],
+                self.config.port_type)
             self._wait_for_pipeline()
             if self.strategy.shared_table:
                 self._create_table()
@@ -118,7 +134,10 @@ class Testbed:
                 self._create_plan()
             if self.config.recovery:
                 self._create_record_logs()
-            if self.config.core_share is not None:
+            if self.config.placement == "cpus":
+                self.cpus = self._stack.enter_context(CpuPlacement(
+                    plan_cpus(self.config.cores + self.store_is_core)))
+            elif self.config.core_share is not None:
                 self.quotas = self._stack.enter_context(CoreQuotas(
                     self.config.cores + self.store_is_core, self.config.core_share,
                     self.config.quota_period_us))
@@ -236,6 +255,29 @@ class Testbed:
                 self.quotas.add(i, worker.pid)
             if self.store is not None and self.store_is_core:
                 self.quotas.add(c.cores, self.store.pid)
+        if self.cpus is not None:  # each core on its CPU, everything else on the rest
+            for i, worker in enumerate(self.workers):
+                self.cpus.add_core(i, worker.pid)
+            for proc in self.processes:
+                if proc in self.workers:
+                    continue
+                if proc is self.store and self.store_is_core:
+                    self.cpus.add_core(c.cores, proc.pid)
+                else:
+                    self.cpus.add_infra(proc.pid)
+            ovs = ovs_pid()
+            if ovs:
+                self.cpus.pin_threads(ovs)
+
+    @property
+    def placement(self) -> dict:
+        """Where the cores ran: their CPUs (placement ``cpus``) or their quota."""
+        if self.cpus is not None:
+            return self.cpus.plan.to_json()
+        if self.quotas is not None:
+            return {"mode": "quota", "core_share": self.quotas.share,
+                    "period_us": self.quotas.period_us, "quota_us": self.quotas.quota_us}
+        return {"mode": "none"}
 
     def _start_worker(self, core: int, *extra: str, name: str = "") -> HostProcess:
         stat = self._quota_stat(core)
@@ -277,6 +319,8 @@ class Testbed:
         self.workers[core] = worker
         if self.quotas is not None:
             self.quotas.add(core, worker.pid)
+        if self.cpus is not None:
+            self.cpus.add_core(core, worker.pid)
         return worker
 
     @property
@@ -324,6 +368,8 @@ class Testbed:
             "experiments.hosts.generator", "--iface", self.plan.gen_iface,
             "--trace", trace_path, "--rate", c.rate_pps, "--count", c.packets))
         gen.wait_ready(time.monotonic() + c.ready_timeout_s)
+        if self.cpus is not None:
+            self.cpus.add_infra(gen.pid)
         if on_start is not None:
             on_start()
         # The generator is gone when the window closes; it reports its own sending CPU.
@@ -341,7 +387,9 @@ class Testbed:
             raise TrialError(f"the generator failed: {gen.tail()}")
         self._wait_workers_done()
         self.window = {"before": before, "after": after,
-                       "throttled": self.quotas.throttled() if self.quotas else []}
+                       "throttled": self.quotas.throttled() if self.quotas else [],
+                       "port_type": self.port_type, "port_type_note": self.port_type_note,
+                       "placement": self.placement}
 
     def _wait_workers_done(self) -> None:
         """Until every worker has exited or been idle (no CPU time) for ``idle_after_s``.

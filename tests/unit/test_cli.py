@@ -40,8 +40,11 @@ def test_sweep_help_documents_every_flag(sweep):
     (["--duration", "soon"], "invalid positive_float value"),
     (["--threshold", "1.5"], "must be in [0, 1)"),
     (["--losses", "1.5"], "must be in [0, 1)"),
-    (["--core-share", "0.05"], "the quota must be >= 1 ms"),
     (["--core-share", "3"], "--core-share must be at most 1"),
+    (["--placement", "cpus", "--strategies", "scr", "--cores", "1", "64"],
+     "placement cpus needs 65 CPUs"),
+    (["--placement", "cpus", "--core-share", "0.5"], "--core-share is for placement quota"),
+    (["--port-type", "dpdk"], "invalid choice"),
 ])
 def test_sweep_rejects_bad_flags_in_one_line(sweep, argv, message):
     result = run(sweep, *argv)

@@ -88,3 +88,18 @@ def test_a_governed_core_processes_and_reports_its_rounds():
     assert core.stats["processed"] == 50
     spin_report = core.results()["spin"]
     assert spin_report["work"] > 0 and spin_report["ns_per_round"] > 0
+
+
+def test_sweeps_past_eight_cores_scale_the_share_and_the_work():
+    from experiments.runtime.calibration import (
+        DEFAULT_WORK_US,
+        SCALE_CORES_CPU,
+        SCALE_WORK_US,
+        scale_for,
+    )
+
+    assert scale_for(8, 0.1) == (0.1, DEFAULT_WORK_US)
+    assert scale_for(1, 0.25) == (0.25, DEFAULT_WORK_US)
+    assert scale_for(16, 0.1) == (0.05, SCALE_WORK_US)
+    share12, _ = scale_for(12, 0.1)
+    assert share12 == 0.066 and 12 * share12 <= SCALE_CORES_CPU

@@ -160,3 +160,27 @@ def test_real_cgroup_bad_share_makes_no_group():
     with pytest.raises(ValueError, match="needs a period"):
         CoreQuotas(1, share=0.05, period_us=10_000)
     assert set(CPU_ROOT.glob(mine)) == before == set()
+
+
+@pytest.mark.parametrize(("share", "period"), [
+    (1, 10_000), (0.1, 10_000), (0.08, 13_000), (0.0667, 15_000), (0.05, 20_000),
+    (0.02, 50_000),
+])
+def test_a_small_share_gets_the_shortest_period_with_a_1_ms_quota(share, period):
+    from experiments.runtime.cpu_quota import period_for
+
+    assert period_for(share) == period
+    assert quota_us(share, period) >= MIN_QUOTA_US  # settable
+    if period > 10_000:  # and the next shorter whole millisecond is not
+        with pytest.raises(ValueError):
+            quota_us(share, period - 1000)
+
+
+def test_a_trial_derives_its_quota_period_from_its_share():
+    from experiments.runtime.config import TrialConfig
+
+    assert TrialConfig(core_share=0.05).quota_period_us == 20_000
+    assert TrialConfig().quota_period_us == 10_000
+    assert TrialConfig(core_share=0.05, quota_period_us=40_000).quota_period_us == 40_000
+    with pytest.raises(ValueError, match="period of at least 20 ms"):
+        TrialConfig(core_share=0.05, quota_period_us=10_000)

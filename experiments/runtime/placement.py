@@ -1,0 +1,171 @@
+"""Real cores: each NF core process alone on a CPU of its own, for machines with many CPUs.
+
+The default emulates k cores with CPU quotas (``experiments.runtime.cpu_quota``): on a
+2-CPU machine that is the only way to have 16. On a machine with more CPUs than cores,
+placement ``cpus`` gives each NF core process a cpuset of one CPU and no quota, so a core
+is a real core; the infrastructure (the generator, the shim, the sink, the outside store
+when it is not a core, and the threads of ovs-vswitchd) runs on the CPUs left over, kept
+off the cores' CPUs.
+
+:func:`plan_cpus` decides which CPU is whose, from the CPUs this process may use (its
+affinity: a container or ``taskset`` limits it), and refuses with a one-line
+:class:`PlacementError` when there are too few: ``cores`` + ``INFRA_CPUS`` at least.
+The cores take the highest-numbered CPUs: CPU 0 usually takes the most interrupts.
+:class:`CpuPlacement` makes the cpusets (cgroup v1 ``cpuset`` or v2), moves processes into
+them, pins ovs-vswitchd's threads to the infrastructure's CPUs, and undoes all of it on
+:meth:`CpuPlacement.close`: the cpusets are removed (their processes go back to the root
+group) and every OVS thread gets back the affinity it had.
+
+Caveats: nothing keeps *other* work on the machine off the cores' CPUs (use ``isolcpus``
+or a quiet machine); hyperthread siblings are distinct CPUs here, so two cores may share a
+physical core unless the affinity given to the run leaves one sibling of each out; OVS's
+threads started during a trial (rare: revalidators are started with the bridge) keep the
+default affinity.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: CPUs kept for the infrastructure. One is the least that runs at all (this 2-CPU machine
+#: runs one real core that way); ovs-vswitchd's single forwarding thread and the shim each
+#: want a CPU of their own at high rates, so give a big machine's run two or more.
+INFRA_CPUS = 1
+PLACEMENTS = ("quota", "cpus")
+_counter = itertools.count()
+
+
+class PlacementError(ValueError):
+    """Cores cannot be placed on CPUs of their own here; the message says why (one line).
+    A ValueError: like a bad flag, it is the run's configuration that cannot be had."""
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which CPU each NF core runs on, and the CPUs the infrastructure keeps."""
+
+    cores: tuple[int, ...]
+    infra: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"mode": "cpus", "core_cpus": list(self.cores), "infra_cpus": list(self.infra)}
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on, in order."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def plan_cpus(cores: int, cpus: list[int] | None = None, infra: int = INFRA_CPUS) -> CpuPlan:
+    """A CPU of its own for each of ``cores`` NF cores, ``infra`` or more for the rest;
+    PlacementError (one line) when ``cpus`` (default: :func:`usable_cpus`) are too few."""
+    cpus = sorted(usable_cpus() if cpus is None else cpus)
+    if cores < 1:
+        raise PlacementError(f"placement cpus needs at least one core, not {cores}")
+    if cores + infra > len(cpus):
+        raise PlacementError(
+            f"placement cpus needs {cores + infra} CPUs ({cores} cores + {infra} for the "
+            f"infrastructure), this machine lets us use {len(cpus)}: use placement quota "
+            f"(emulated cores) or fewer cores")
+    return CpuPlan(tuple(cpus[len(cpus) - cores:]), tuple(cpus[:len(cpus) - cores]))
+
+
+def _cpuset_hierarchy() -> tuple[Path, int]:
+    v1 = CGROUP_ROOT / "cpuset"
+    if (v1 / "cpuset.cpus").exists():
+        return v1, 1
+    controllers = CGROUP_ROOT / "cgroup.controllers"
+    if controllers.exists() and "cpuset" in controllers.read_text().split():
+        return CGROUP_ROOT, 2
+    raise PlacementError("no cgroup cpuset controller found under /sys/fs/cgroup")
+
+
+def _cpu_list(cpus) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+class CpuPlacement:
+    """The cpusets of a :class:`CpuPlan` (``core<i>``, ``infra``) and OVS's pinned threads."""
+
+    def __init__(self, plan: CpuPlan):
+        self.plan = plan
+        self.root, self.version = _cpuset_hierarchy()
+        self.base = self.root / f"scr-testbed-{os.getpid()}-{next(_counter)}"
+        self.groups: list[Path] = []
+        self._pinned: dict[int, set[int]] = {}  # thread id -> the affinity it had
+        try:
+            mems = self._mems()
+            self.base.mkdir()
+            self._configure(self.base, [*plan.infra, *plan.cores], mems)
+            if self.version == 2:
+                (self.base / "cgroup.subtree_control").write_text("+cpuset")
+            for name, cpus in [*((f"core{i}", (cpu,)) for i, cpu in enumerate(plan.cores)),
+                               ("infra", plan.infra)]:
+                group = self.base / name
+                group.mkdir()
+                self.groups.append(group)
+                self._configure(group, cpus, mems)
+        except OSError as err:
+            self.close()
+            raise PlacementError(f"cannot set up cpusets in {self.root}: {err}") from None
+
+    def _mems(self) -> str:
+        name = "cpuset.mems.effective" if self.version == 2 else "cpuset.mems"
+        return (self.root / name).read_text().strip() or "0"
+
+    def _configure(self, group: Path, cpus, mems: str) -> None:
+        # v1 needs both set before a task may join; v2 inherits mems but takes them too.
+        (group / "cpuset.cpus").write_text(_cpu_list(cpus))
+        (group / "cpuset.mems").write_text(mems)
+
+    def add_core(self, core: int, pid: int) -> None:
+        """Put process ``pid`` (all its threads) on core ``core``'s CPU."""
+        (self.groups[core] / "cgroup.procs").write_text(str(pid))
+
+    def add_infra(self, pid: int) -> None:
+        """Put process ``pid`` on the infrastructure's CPUs."""
+        (self.groups[-1] / "cgroup.procs").write_text(str(pid))
+
+    def pin_threads(self, pid: int) -> None:
+        """Keep every thread of ``pid`` (not ours: ovs-vswitchd) on the infrastructure's
+        CPUs until :meth:`close`, which gives each its old affinity back."""
+        for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+            try:
+                old = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, self.plan.infra)
+            except OSError:
+                continue  # the thread ended meanwhile
+            self._pinned.setdefault(tid, old)
+
+    def close(self) -> None:
+        """Give OVS's threads their affinity back and remove the cpusets (their processes
+        go back to the root group first)."""
+        for tid, old in self._pinned.items():
+            try:
+                os.sched_setaffinity(tid, old)
+            except OSError:
+                pass  # the thread is gone
+        self._pinned = {}
+        for group in [*reversed(self.groups), self.base]:
+            if not group.exists():
+                continue
+            try:
+                for pid in (group / "cgroup.procs").read_text().split():
+                    try:
+                        (self.root / "cgroup.procs").write_text(pid)
+                    except OSError:
+                        pass  # already gone
+                group.rmdir()
+            except OSError:
+                pass  # best effort: never mask the error that brought us here
+        self.groups = []
+
+    def __enter__(self) -> CpuPlacement:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
