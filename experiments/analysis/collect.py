@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from experiments.analysis.errors import TrialError
-from experiments.analysis.fidelity import assess
+from experiments.analysis.fidelity import assess, quota_received
 from experiments.workload.trace_files import TraceError, read_capture
 from nfs import make_nf
 from nfs.oracle import SCR, SHARD, CoreReport, GroundTruth, OracleResult, check_run
@@ -61,6 +61,7 @@ class TrialSettings(Protocol):
     recovery: bool
     watch_cores: bool
     warmup_s: float
+    core_share: float | None
 
 
 # --- reading result files --------------------------------------------------------------
@@ -382,6 +383,7 @@ def fidelity_result(config: TrialSettings, files: TrialFiles, window: dict | Non
             "cores": [core["cpu_s"] for core in files.cores],
         },
         "throttled": window.get("throttled", []) if window else [],
+        **quota_received(files.cores, config.core_share),
         # The switch ports' type (AF_XDP or packet sockets) and why not AF_XDP, if not.
         "port_type": window.get("port_type", "") if window else "",
         "port_type_note": window.get("port_type_note", "") if window else "",

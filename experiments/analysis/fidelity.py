@@ -90,3 +90,23 @@ def assess(before: Sample, after: Sample, *, target_pps: float, offered_pps: flo
         "window_s": round(wall, 3),
         "thresholds": asdict(thresholds),
     }
+
+
+def quota_received(cores: list[dict], core_share: float | None) -> dict:
+    """How much of its CPU quota each emulated core got while it had work: its CPU time
+    from its first frame to its last (``busy_cpu_s`` over ``last_ns - first_ns`` in
+    ``core<i>.json``) as a fraction of ``core_share``. An overloaded core that got its whole
+    quota reads ~1.0: k cores then have k times one core's capacity, the emulation's
+    premise, checked per trial. A core that was not overloaded reads less (it idled), so
+    only overloaded trials say something. Empty without a quota or a core with a span."""
+    if not core_share:
+        return {}
+    shares = []
+    for core in cores:
+        span = (core.get("last_ns", 0) - core.get("first_ns", 0)) / 1e9
+        if span > 0.1 and core.get("busy_cpu_s"):  # a few frames say nothing
+            shares.append(core["busy_cpu_s"] / span / core_share)
+    if not shares:
+        return {}
+    return {"quota_received": round(sum(shares) / len(shares), 3),
+            "quota_received_min": round(min(shares), 3)}

@@ -63,7 +63,7 @@ from experiments.runtime.calibration import (
 from experiments.runtime.capacity import measure_capacity
 from experiments.runtime.config import DEFAULT_WARMUP_S, TrialConfig
 from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
-from experiments.runtime.ovs import PORT_TYPES
+from experiments.runtime.ovs import AFXDP, PORT_TYPES, afxdp_unavailable
 from experiments.runtime.placement import PLACEMENTS, plan_cpus
 from experiments.runtime.processes import start_experiment
 from experiments.runtime.results import CsvLog, new_run_dir, write_config
@@ -101,7 +101,7 @@ TRIAL_COLUMNS = [
     "store_retries", "store_errors", "latency_us_p50", "latency_us_p99", "query_us_p50",
     "e2e_us_p50", "e2e_us_p99", "loss_rate", "injected_loss", "recovered", "lost_everywhere",
     "fetches", "fetch_timeouts", "fetch_us_p50", "fetch_us_p99", "fetch_s", "span_s",
-    "port_type", "trial",
+    "port_type", "quota_received", "quota_received_min", "trial",
     "error",
 ]
 #: One trial per point at each of these fractions of its median MLFFR: latency at load.
@@ -285,16 +285,18 @@ def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.trace is not None:
         args.skews = [0.0]  # one trace: its own flows and skew (see trace_summary.json)
     share, work = scale_for(max(args.cores), DEFAULT_CORE_SHARE)
-    if args.placement == "cpus":
-        share = None  # real cores: no quota
+    if args.placement == "cpus":  # real cores: no quota, and no emulation to fit in 2 CPUs
         if args.core_share is not None:
             parser.error("--core-share is for placement quota (real cores have no quota)")
+        work = DEFAULT_WORK_US
     elif args.core_share is None:
         args.core_share = share
     if args.work_us is None:
         args.work_us = work
     if args.core_share is not None and args.core_share > 1:
         parser.error("--core-share must be at most 1 (one CPU)")
+    if args.port_type == AFXDP and (why := afxdp_unavailable()):
+        parser.error(f"--port-type {AFXDP}: {why}")
     try:
         TrialConfig(core_share=args.core_share)
         if args.placement == "cpus":  # the largest point must fit, its state service too

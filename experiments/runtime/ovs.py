@@ -113,8 +113,11 @@ def set_port_type(ports: list[str], port_type: str,
                             f"{err.stderr.strip()}") from None
     deadline = time.monotonic() + timeout
     while True:
-        rows = vsctl("--format=csv", "--data=bare", "--no-headings",
-                     "--columns=name,error,ofport", "list", "Interface", *ports)
+        try:
+            rows = vsctl("--format=csv", "--data=bare", "--no-headings",
+                         "--columns=name,error,ofport", "list", "Interface", *ports)
+        except subprocess.CalledProcessError as err:
+            raise PortTypeError(f"cannot read the ports back: {err.stderr.strip()}") from None
         state = {name: (error, ofport) for name, error, ofport in csv.reader(rows.splitlines())}
         bad = {port: error for port, (error, _) in state.items() if error}
         if bad:
@@ -127,16 +130,30 @@ def set_port_type(ports: list[str], port_type: str,
         time.sleep(0.05)
 
 
+def afxdp_unavailable() -> str:
+    """Why this OVS cannot make AF_XDP ports, as far as can be told without trying ("" if
+    it offers them; whether the kernel lets them come up is only known by trying)."""
+    if AFXDP not in iface_types():
+        return f"this Open vSwitch offers no {AFXDP} interfaces"
+    return _afxdp_failed
+
+
+_afxdp_failed = ""  # auto: why AF_XDP ports failed to come up here once (then not retried)
+
+
 def use_port_type(ports: list[str], wanted: str) -> tuple[str, str]:
     """Give the switch's ``ports`` the type ``wanted`` (``PORT_TYPES``); ``(type used,
-    why not AF_XDP)``: ``auto`` falls back to ``system`` with the reason, the others raise
-    PortTypeError."""
+    why not AF_XDP)``: ``auto`` falls back to ``system`` with the reason (and, after one
+    failure to come up, does not try again in this process: each try costs seconds), the
+    others raise PortTypeError."""
+    global _afxdp_failed
     if wanted not in PORT_TYPES:
         raise ValueError(f"port type must be one of {', '.join(PORT_TYPES)}, not {wanted!r}")
     if wanted == "system":
         return "system", ""
-    if AFXDP not in iface_types():
-        reason = f"this Open vSwitch offers no {AFXDP} interfaces"
+    reason = afxdp_unavailable() if wanted == "auto" else (
+        "" if AFXDP in iface_types() else f"this Open vSwitch offers no {AFXDP} interfaces")
+    if reason:
         if wanted == AFXDP:
             raise PortTypeError(reason)
         return "system", reason
@@ -145,6 +162,7 @@ def use_port_type(ports: list[str], wanted: str) -> tuple[str, str]:
     except PortTypeError as err:
         if wanted == AFXDP:
             raise
+        _afxdp_failed = str(err)
         set_port_type(ports, "system")  # back to a packet socket per port
         return "system", str(err)
     return AFXDP, ""

@@ -18,9 +18,11 @@ group) and every OVS thread gets back the affinity it had.
 
 Caveats: nothing keeps *other* work on the machine off the cores' CPUs (use ``isolcpus``
 or a quiet machine); hyperthread siblings are distinct CPUs here, so two cores may share a
-physical core unless the affinity given to the run leaves one sibling of each out; OVS's
-threads started during a trial (rare: revalidators are started with the bridge) keep the
-default affinity.
+physical core unless the affinity given to the run leaves one sibling of each out. A
+thread OVS starts while pinned inherits the pin (Linux copies the creator's affinity):
+:meth:`CpuPlacement.close` gives those the main thread's old affinity. With cgroup v2 the
+``cpuset`` controller is enabled at the root if it is not (and left so: other groups may
+use it by then).
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def _cpu_list(cpus) -> str:
     return ",".join(str(c) for c in cpus)
 
 
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` now (none if it is gone)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
 class CpuPlacement:
     """The cpusets of a :class:`CpuPlan` (``core<i>``, ``infra``) and OVS's pinned threads."""
 
@@ -97,8 +107,13 @@ class CpuPlacement:
         self.base = self.root / f"scr-testbed-{os.getpid()}-{next(_counter)}"
         self.groups: list[Path] = []
         self._pinned: dict[int, set[int]] = {}  # thread id -> the affinity it had
+        self._pinned_pid: int | None = None
         try:
             mems = self._mems()
+            if self.version == 2:
+                control = self.root / "cgroup.subtree_control"
+                if "cpuset" not in control.read_text().split():
+                    control.write_text("+cpuset")
             self.base.mkdir()
             self._configure(self.base, [*plan.infra, *plan.cores], mems)
             if self.version == 2:
@@ -124,16 +139,25 @@ class CpuPlacement:
 
     def add_core(self, core: int, pid: int) -> None:
         """Put process ``pid`` (all its threads) on core ``core``'s CPU."""
-        (self.groups[core] / "cgroup.procs").write_text(str(pid))
+        self._add(self.groups[core], pid)
 
     def add_infra(self, pid: int) -> None:
         """Put process ``pid`` on the infrastructure's CPUs."""
-        (self.groups[-1] / "cgroup.procs").write_text(str(pid))
+        self._add(self.groups[-1], pid)
+
+    @staticmethod
+    def _add(group: Path, pid: int) -> None:
+        try:
+            (group / "cgroup.procs").write_text(str(pid))
+        except OSError as err:
+            raise PlacementError(f"cannot move process {pid} into {group}: "
+                                 f"{err.strerror or err}") from None
 
     def pin_threads(self, pid: int) -> None:
         """Keep every thread of ``pid`` (not ours: ovs-vswitchd) on the infrastructure's
         CPUs until :meth:`close`, which gives each its old affinity back."""
-        for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        self._pinned_pid = pid
+        for tid in _threads(pid):
             try:
                 old = os.sched_getaffinity(tid)
                 os.sched_setaffinity(tid, self.plan.infra)
@@ -144,12 +168,19 @@ class CpuPlacement:
     def close(self) -> None:
         """Give OVS's threads their affinity back and remove the cpusets (their processes
         go back to the root group first)."""
+        pid = self._pinned_pid
+        if pid is not None and self._pinned:
+            # Threads started while pinned inherited the pin: they get the main thread's
+            # old affinity (what they would have had).
+            default = self._pinned.get(pid) or next(iter(self._pinned.values()))
+            for tid in _threads(pid):
+                self._pinned.setdefault(tid, default)
         for tid, old in self._pinned.items():
             try:
                 os.sched_setaffinity(tid, old)
             except OSError:
                 pass  # the thread is gone
-        self._pinned = {}
+        self._pinned, self._pinned_pid = {}, None
         for group in [*reversed(self.groups), self.base]:
             if not group.exists():
                 continue

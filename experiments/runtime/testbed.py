@@ -53,13 +53,14 @@ from experiments.runtime.config import HOST_IP_BASE, SHM_DIR, STORE_HOST, STORE_
 from experiments.runtime.cpu_quota import CoreQuotas
 from experiments.runtime.fidelity import pid_cpu_seconds
 from experiments.runtime.ovs import (
+    PortTypeError,
     ovs_pid,
     pipeline_flows,
     pipeline_groups,
     quiet_switch_ports,
     use_port_type,
 )
-from experiments.runtime.placement import CpuPlacement, plan_cpus
+from experiments.runtime.placement import CpuPlacement, PlacementError, plan_cpus
 from experiments.runtime.processes import HostProcess, deferred_interrupts
 from experiments.workload.traffic import read_pcap
 from nfs import make_nf
@@ -124,9 +125,13 @@ class Testbed:
             self.net.build()
             quiet_switch_ports(self.net.switches)
             self.net.start()
-            self.port_type, self.port_type_note = use_port_type(
-                [intf.name for intf in self.net[SWITCH].intfList() if intf.name != "lo"],
-                self.config.port_type)
+            try:
+                self.port_type, self.port_type_note = use_port_type(
+                    [intf.name for intf in self.net[SWITCH].intfList() if intf.name != "lo"],
+                    self.config.port_type)
+            except PortTypeError as err:
+                raise TrialError(f"switch ports of type {self.config.port_type}: {err}") \
+                    from None
             self._wait_for_pipeline()
             if self.strategy.shared_table:
                 self._create_table()
@@ -135,8 +140,11 @@ class Testbed:
             if self.config.recovery:
                 self._create_record_logs()
             if self.config.placement == "cpus":
-                self.cpus = self._stack.enter_context(CpuPlacement(
-                    plan_cpus(self.config.cores + self.store_is_core)))
+                try:
+                    self.cpus = self._stack.enter_context(CpuPlacement(
+                        plan_cpus(self.config.cores + self.store_is_core)))
+                except PlacementError as err:
+                    raise TrialError(str(err)) from None
             elif self.config.core_share is not None:
                 self.quotas = self._stack.enter_context(CoreQuotas(
                     self.config.cores + self.store_is_core, self.config.core_share,
@@ -256,18 +264,25 @@ class Testbed:
             if self.store is not None and self.store_is_core:
                 self.quotas.add(c.cores, self.store.pid)
         if self.cpus is not None:  # each core on its CPU, everything else on the rest
-            for i, worker in enumerate(self.workers):
-                self.cpus.add_core(i, worker.pid)
-            for proc in self.processes:
-                if proc in self.workers:
-                    continue
-                if proc is self.store and self.store_is_core:
-                    self.cpus.add_core(c.cores, proc.pid)
-                else:
-                    self.cpus.add_infra(proc.pid)
-            ovs = ovs_pid()
-            if ovs:
-                self.cpus.pin_threads(ovs)
+            try:
+                self._place(c)
+            except PlacementError as err:
+                raise TrialError(str(err)) from None
+
+    def _place(self, c: TrialConfig) -> None:
+        """Placement cpus: each core on its CPU, the rest (OVS's threads too) off them."""
+        for i, worker in enumerate(self.workers):
+            self.cpus.add_core(i, worker.pid)
+        for proc in self.processes:
+            if proc in self.workers:
+                continue
+            if proc is self.store and self.store_is_core:
+                self.cpus.add_core(c.cores, proc.pid)
+            else:
+                self.cpus.add_infra(proc.pid)
+        ovs = ovs_pid()
+        if ovs:
+            self.cpus.pin_threads(ovs)
 
     @property
     def placement(self) -> dict:
@@ -320,7 +335,10 @@ class Testbed:
         if self.quotas is not None:
             self.quotas.add(core, worker.pid)
         if self.cpus is not None:
-            self.cpus.add_core(core, worker.pid)
+            try:
+                self.cpus.add_core(core, worker.pid)
+            except PlacementError as err:
+                raise TrialError(str(err)) from None
         return worker
 
     @property
@@ -369,7 +387,10 @@ class Testbed:
             "--trace", trace_path, "--rate", c.rate_pps, "--count", c.packets))
         gen.wait_ready(time.monotonic() + c.ready_timeout_s)
         if self.cpus is not None:
-            self.cpus.add_infra(gen.pid)
+            try:
+                self.cpus.add_infra(gen.pid)
+            except PlacementError as err:
+                raise TrialError(str(err)) from None
         if on_start is not None:
             on_start()
         # The generator is gone when the window closes; it reports its own sending CPU.

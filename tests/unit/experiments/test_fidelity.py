@@ -183,3 +183,16 @@ def test_frames_lost_before_the_shim_make_the_path_a_bottleneck():
     assert result["faithful"] is False and result["bottleneck"] == "path"
     assert result["lost_before_shim"] == 600
     assert verdict(*window(), lost_before_shim=0)["faithful"] is True
+
+
+def test_quota_received_is_each_busy_cores_cpu_over_its_quota():
+    from experiments.analysis.fidelity import quota_received
+
+    second = 1_000_000_000
+    cores = [{"busy_cpu_s": 0.10, "first_ns": 0, "last_ns": 2 * second},   # 0.05 of a CPU
+             {"busy_cpu_s": 0.08, "first_ns": 0, "last_ns": 2 * second},   # 0.04
+             {"busy_cpu_s": 0.01, "first_ns": 0, "last_ns": second // 20}]  # too short
+    got = quota_received(cores, 0.05)
+    assert got == {"quota_received": 0.9, "quota_received_min": 0.8}
+    assert quota_received(cores, None) == {}  # no quota, nothing to receive
+    assert quota_received(cores[2:], 0.05) == {}
