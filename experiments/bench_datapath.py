@@ -16,7 +16,13 @@ nothing else is forwarded and nothing floods). Paths:
 * ``ovs-relay``: gen -> b1 -> relay -> b1 -> sink, two passes through OVS (a trial makes
   three: gen -> shim, shim -> core, core -> sink);
 * ``ovs-shim-N``: the same with the real shim (``experiments.hosts.shim``, N cores, NF ``ddos``)
-  instead of the relay; its SCR frames (ethertype 0x88B5) go to the sink.
+  instead of the relay; its SCR frames (ethertype 0x88B5) go to the sink;
+* ``ovs-relay-afxdp``, ``ovs-shim-N-afxdp``: the same on ``afxdp-nonpmd`` ports, as the
+  testbed's trials use them where the kernel allows (``experiments.runtime.ovs``);
+* ``shim-direct-N``: gen -- shim -- sink over direct veth links, no OVS: the sequencer alone;
+* ``pipeline-N-K``: the same with the parallel sequencer (``sequencer.pipeline``, K builder
+  processes; their CPU is its own column). The receiver counts SCR frames that arrive out
+  of sequence order (``out_of_order``: must be 0).
 
 The sender (raw AF_PACKET socket, a pre-built trace of 64-byte IPv4 frames from
 ``experiments.workload.traffic.make_trace``) blasts the trace as fast as it can (or paced with
@@ -84,17 +90,18 @@ def _us(row: dict, name: str) -> str:
 
 def table(rows: list[dict]) -> str:
     headers = ["path", "offered pps", "delivered pps", "loss %", "x ovs-system",
-               "ovs µs/pkt", "relay/shim µs/pkt", "sender µs/pkt", "receiver µs/pkt",
-               "other load (CPUs)"]
+               "ovs µs/pkt", "relay/shim µs/pkt", "builders µs/pkt", "sender µs/pkt",
+               "receiver µs/pkt", "other load (CPUs)"]
     body = []
     for r in rows:
         if "unavailable" in r or "error" in r:
             why = f"unavailable: {r['unavailable']}" if "unavailable" in r else r["error"]
-            body.append([r["path"], "-", why[:70], *["-"] * 7])
+            body.append([r["path"], "-", why[:70], *["-"] * 8])
             continue
         body.append([r["path"], f"{r['offered_pps']:.0f}", f"{r['delivered_pps']:.0f}",
                      f"{100 * r['loss']:.1f}", r.get("ratio_to_ovs_system", "-"),
-                     _us(r, "ovs"), _us(r, "middle"), _us(r, "sender"), _us(r, "receiver"),
+                     _us(r, "ovs"), _us(r, "middle"), _us(r, "builders"), _us(r, "sender"),
+                     _us(r, "receiver"),
                      f"{other_load(r):.1f}"])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -112,7 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--paths", type=_path_name, nargs="+", default=DEFAULT_PATHS,
-                        help="paths to run (ovs-shim-N for any N in 1..64)")
+                        help="paths to run (ovs-shim-N[-afxdp], shim-direct-N for any N in "
+                             "1..64, pipeline-N-K for K builders)")
     parser.add_argument("--count", type=positive_int, default=DEFAULT_COUNT,
                         help="frames sent per path")
     parser.add_argument("--rate", type=non_negative_float, default=0.0,

@@ -37,7 +37,15 @@ from experiments.analysis.collect import read_result
 from experiments.analysis.errors import TrialError
 from experiments.runtime.config import HOST_IP_BASE
 from experiments.runtime.fidelity import CLOCK_TICKS, pid_cpu_seconds
-from experiments.runtime.ovs import ovs_ofctl, ovs_pid, quiet_switch_ports
+from experiments.runtime.ovs import (
+    AFXDP,
+    PortTypeError,
+    ovs_ofctl,
+    ovs_pid,
+    quiet_switch_ports,
+    set_port_type,
+    vsctl,
+)
 from experiments.runtime.preflight import EnvironmentProblem
 from experiments.runtime.processes import HostProcess, deferred_interrupts
 from experiments.runtime.results import CsvLog, new_run_dir, write_config
@@ -52,7 +60,8 @@ GEN_IFACE, MID_IN_IFACE, MID_OUT_IFACE, SINK_IFACE = (
     f"{GEN}-eth0", f"{MID}-eth0", f"{MID}-eth1", f"{SINK}-eth0")
 
 DEFAULT_PATHS = ["ovs-system", "ovs-afxdp", "ovs-afxdp-pmd", "relay-direct", "ovs-relay",
-                 "ovs-shim-1", "ovs-shim-4", "ovs-shim-8"]
+                 "ovs-relay-afxdp", "ovs-shim-1", "ovs-shim-8", "ovs-shim-16",
+                 "ovs-shim-16-afxdp", "shim-direct-16", "pipeline-16-2"]
 DEFAULT_COUNT = 50_000
 QUICK_COUNT = 10_000
 SHIM_NF = "ddos"
@@ -66,6 +75,7 @@ NOISE = 0.2  # CPUs' worth of other work during a path's traffic that makes its 
 COLUMNS = [
     "path", "port_type", "middle", "count", "rate_pps", "sent", "send_errors", "offered_pps",
     "middle_in", "middle_rx_dropped", "middle_tx_errors", "received", "receiver_rx_dropped",
+    "out_of_order",
     "delivered_pps", "loss", "ratio_to_ovs_system", "span_s", "window_s", "cpu_s",
     "us_per_packet", "unavailable", "error", "seconds",
 ]
@@ -85,30 +95,42 @@ class PathSpec:
     name: str
     ovs: bool
     port_type: str  # "system", "afxdp-nonpmd", "afxdp" or "" (no OVS)
-    middle: str  # "", "relay" or "shim"
+    middle: str  # "", "relay", "shim" or "pipeline"
     shim_cores: int = 0
+    builders: int = 0  # pipeline: its builder processes
+    sink_type: int = 0  # what the receiver binds to, if not the path's own (tests)
 
     @property
     def sink_ethertype(self) -> int:
-        return ETH_P_SCR if self.middle == "shim" else ETH_P_IP
+        if self.sink_type:
+            return self.sink_type
+        return ETH_P_SCR if self.middle in ("shim", "pipeline") else ETH_P_IP
 
 
 def path_spec(name: str) -> PathSpec:
     """The path called ``name``; ValueError with the known names otherwise."""
     fixed = {
         "ovs-system": PathSpec(name, True, "system", ""),
-        "ovs-afxdp": PathSpec(name, True, "afxdp-nonpmd", ""),
+        "ovs-afxdp": PathSpec(name, True, AFXDP, ""),
         "ovs-afxdp-pmd": PathSpec(name, True, "afxdp", ""),
         "relay-direct": PathSpec(name, False, "", "relay"),
         "ovs-relay": PathSpec(name, True, "system", "relay"),
+        "ovs-relay-afxdp": PathSpec(name, True, AFXDP, "relay"),
     }
     if name in fixed:
         return fixed[name]
-    match = re.fullmatch(r"ovs-shim-(\d+)", name)
+    match = re.fullmatch(r"ovs-shim-(\d+)(-afxdp)?", name)
     if match and 1 <= int(match[1]) <= 64:
-        return PathSpec(name, True, "system", "shim", int(match[1]))
-    raise ValueError(f"unknown path {name!r}: choose from {', '.join(fixed)}, ovs-shim-N "
-                     f"(N = 1..64)")
+        return PathSpec(name, True, AFXDP if match[2] else "system", "shim", int(match[1]))
+    match = re.fullmatch(r"shim-direct-(\d+)", name)
+    if match and 1 <= int(match[1]) <= 64:
+        return PathSpec(name, False, "", "shim", int(match[1]))
+    match = re.fullmatch(r"pipeline-(\d+)-(\d+)", name)
+    if match and 1 <= int(match[1]) <= 64 and 1 <= int(match[2]) <= 16:
+        return PathSpec(name, False, "", "pipeline", int(match[1]), int(match[2]))
+    raise ValueError(f"unknown path {name!r}: choose from {', '.join(fixed)}, ovs-shim-N, "
+                     f"ovs-shim-N-afxdp, shim-direct-N (N = 1..64 cores), pipeline-N-K "
+                     f"(K = 1..16 builders)")
 
 
 class BenchTopo(Topo):
@@ -141,35 +163,17 @@ def flows(spec: PathSpec) -> list[str]:
             f"{match_out},actions=output:{SINK_PORT}"]
 
 
-def _vsctl(*args: str) -> str:
-    return subprocess.run(["ovs-vsctl", "--timeout=10", *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 def bridge_exists() -> bool:
-    return BRIDGE in _vsctl("list-br").split()
+    return BRIDGE in vsctl("list-br").split()
 
 
 def switch_ports_to(port_type: str, ports: list[str]) -> None:
-    """Make ``ports`` of the bridge AF_XDP ports; PathUnavailable with OVS's reason if not."""
+    """Make ``ports`` of the bridge ``port_type`` ports; PathUnavailable with OVS's reason
+    if not (``experiments.runtime.ovs.set_port_type``, as the testbed does)."""
     try:
-        _vsctl(*[arg for port in ports for arg in ("--", "set", "Interface", port,
-                                                   f"type={port_type}")])
-    except subprocess.CalledProcessError as err:
-        raise PathUnavailable(f"ovs-vsctl refused type={port_type}: "
-                              f"{err.stderr.strip()}") from None
-    deadline = time.monotonic() + AFXDP_TIMEOUT_S
-    while True:
-        errors = {port: _vsctl("get", "Interface", port, "error") for port in ports}
-        ofports = {port: _vsctl("get", "Interface", port, "ofport") for port in ports}
-        bad = {port: e for port, e in errors.items() if e not in ("", "[]")}
-        if bad:
-            raise PathUnavailable("; ".join(f"{p}: {e.strip(chr(34))}" for p, e in bad.items()))
-        if all(o.lstrip("-").isdigit() and int(o) > 0 for o in ofports.values()):
-            return
-        if time.monotonic() > deadline:
-            raise PathUnavailable(f"ports did not come up as {port_type}: ofport {ofports}")
-        time.sleep(0.1)
+        set_port_type(ports, port_type, timeout=AFXDP_TIMEOUT_S)
+    except PortTypeError as err:
+        raise PathUnavailable(str(err)) from None
 
 
 # --- CPU accounting ----------------------------------------------------------------------
@@ -257,12 +261,13 @@ def run_path(spec: PathSpec, trace_path: Path, count: int, out_dir: Path,
             for rule in flows(spec):
                 ovs_ofctl("add-flow", BRIDGE, rule)
             if spec.port_type != "system":
-                switch_ports_to(spec.port_type, [f"{BRIDGE}-eth{GEN_PORT}",
-                                                 f"{BRIDGE}-eth{SINK_PORT}"])
+                ports = [GEN_PORT, SINK_PORT, *((MID_IN_PORT, MID_OUT_PORT)
+                                                 if spec.middle else ())]
+                switch_ports_to(spec.port_type, [f"{BRIDGE}-eth{p}" for p in ports])
         deadline = time.monotonic() + READY_TIMEOUT_S
         receiver = start("receiver", SINK, _python(
             "--role", "receiver", "--iface", SINK_IFACE, "--ethertype", spec.sink_ethertype,
-            "--out", out_dir))
+            "--out", out_dir))  # SCR frames: it also counts any that came out of order
         middle = None
         if spec.middle == "relay":
             middle = start("relay", MID, _python(
@@ -273,6 +278,11 @@ def run_path(spec: PathSpec, trace_path: Path, count: int, out_dir: Path,
                 sys.executable, "-m", "experiments.hosts.shim", "--in-iface", MID_IN_IFACE,
                 "--out-iface", MID_OUT_IFACE, "--cores", str(spec.shim_cores),
                 "--nf", SHIM_NF, "--out", str(out_dir)])
+        elif spec.middle == "pipeline":
+            middle = start("pipeline", MID, [
+                sys.executable, "-m", "experiments.hosts.pipeline_shim", "--in-iface",
+                MID_IN_IFACE, "--out-iface", MID_OUT_IFACE, "--cores", str(spec.shim_cores),
+                "--builders", str(spec.builders), "--nf", SHIM_NF, "--out", str(out_dir)])
         sender = start("sender", GEN, _python(
             "--role", "sender", "--iface", GEN_IFACE, "--trace", trace_path,
             "--rate", rate_pps, "--out", out_dir))
@@ -308,6 +318,13 @@ def summarize(spec: PathSpec, count: int, rate_pps: float, out_dir: Path,
         middle = read_result(out_dir / "relay.json")
     elif spec.middle == "shim":
         middle = read_result(out_dir / "shim.json")
+    elif spec.middle == "pipeline":
+        middle = read_result(out_dir / "pipeline.json")
+        # Its builders are child processes: /proc counted the stamper ("middle") alone.
+        # They started before the traffic and idled until it came, so their own CPU
+        # times are their work.
+        cpu["builders"] = round(sum(b.get("cpu_s", 0.0) for b in middle.get("builders", [])),
+                                3)
     received, sent = receiver["received"], sender["sent"]
     span_s = (receiver["last_ns"] - receiver["first_ns"]) / 1e9
     window_s = cpu.pop("wall")
@@ -324,17 +341,20 @@ def summarize(spec: PathSpec, count: int, rate_pps: float, out_dir: Path,
     return {
         "path": spec.name,
         "port_type": spec.port_type or "veth",
-        "middle": spec.middle + (f"-{spec.shim_cores}" if spec.shim_cores else ""),
+        "middle": spec.middle + (f"-{spec.shim_cores}" if spec.shim_cores else "")
+        + (f"x{spec.builders}" if spec.builders else ""),
         "count": count,
         "rate_pps": rate_pps,  # 0: as fast as the sender can
         "sent": sent,
         "send_errors": sender["send_errors"],
         "offered_pps": round(sender["offered_pps"], 1),
-        "middle_in": middle.get("forwarded", middle.get("sequenced", "")),
+        # What reached the middle: the relay's frames, the shim's or stamper's sequenced.
+        "middle_in": middle.get("sequenced", middle.get("forwarded", "")),
         "middle_rx_dropped": middle.get("rx_dropped", ""),
         "middle_tx_errors": middle.get("tx_errors", ""),
         "received": received,
         "receiver_rx_dropped": receiver["rx_dropped"],
+        "out_of_order": receiver.get("out_of_order", ""),
         "delivered_pps": round(received / span_s, 1) if span_s > 0 else 0.0,
         "loss": round(1 - received / sent, 5) if sent else 0.0,
         "span_s": round(span_s, 4),

@@ -42,6 +42,7 @@ from sequencer.dataplane import (
     run_until_stopped,
     write_json,
 )
+from sequencer.wire.header import ETH_HEADER, ETH_P_SCR
 
 PROG = "bench_datapath"
 
@@ -77,27 +78,34 @@ def role_sender(args: argparse.Namespace) -> int:
 
 
 def role_receiver(args: argparse.Namespace) -> int:
-    """Count frames until stopped, with the first and last arrival time."""
-    result = {"received": 0, "first_ns": 0, "last_ns": 0, "rx_dropped": 0}
+    """Count frames until stopped, with the first and last arrival time; SCR frames
+    (``--ethertype`` 0x88B5) whose sequence number is below the one before are counted as
+    ``out_of_order``: a sequencer's frames must leave in order."""
+    result = {"received": 0, "first_ns": 0, "last_ns": 0, "rx_dropped": 0, "out_of_order": 0}
+    check_order = args.ethertype == ETH_P_SCR
 
     def loop():
         sock = open_socket(args.iface, args.ethertype)
         recv, clock = sock.recv, time.monotonic_ns
-        received = first = last = 0
+        received = first = last = disorder = 0
+        previous = -1
         announce_ready()
         try:
-            recv(65535)
-            first = last = clock()
-            received = 1
-            while True:
-                recv(65535)
+            frame = recv(65535)
+            first = clock()
+            while True:  # each frame is counted and checked as soon as it is received
                 received += 1
                 last = clock()
+                if check_order:
+                    seq = int.from_bytes(frame[_SEQ_AT:_SEQ_AT + 4], "big")
+                    disorder += seq < previous
+                    previous = seq
+                frame = recv(65535)
         except StopRequested:
             pass
         finally:
             result.update(received=received, first_ns=first, last_ns=last,
-                          rx_dropped=DropCounter(sock).read())
+                          rx_dropped=DropCounter(sock).read(), out_of_order=disorder)
             sock.close()
 
     return run_until_stopped(loop, lambda: write_json(
@@ -133,6 +141,7 @@ def role_relay(args: argparse.Namespace) -> int:
         args.out / "relay.json", {**stats, "cpu_s": cpu_seconds()}))
 
 
+_SEQ_AT = ETH_HEADER.size + 8  # the SCR header's sequence number (sequencer.wire.header)
 ROLES = {"sender": role_sender, "receiver": role_receiver, "relay": role_relay}
 
 

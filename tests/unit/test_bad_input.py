@@ -46,7 +46,15 @@ from pathlib import Path
 import pytest
 
 from controller.launcher import read_pipeline
-from experiments import async_latency, bench_datapath, core_sweep, failover, plot, skew_sweep
+from experiments import (
+    async_latency,
+    bench_datapath,
+    bench_sequencer,
+    core_sweep,
+    failover,
+    plot,
+    skew_sweep,
+)
 from experiments.runtime.results import REPO_ROOT
 from experiments.workload.traffic import TraceError, read_pcap, write_pcap
 from sequencer.dataplane import port_is_free
@@ -164,6 +172,15 @@ def test_failover_rejects_bad_values(argv, message, capsys):
 ])
 def test_bench_datapath_rejects_bad_values(argv, message, capsys):
     check_one_line(*parse_error(bench_datapath.parse_args, argv, capsys), message)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--packets", "0"], "--packets: must be >= 1"),
+    (["--live-count", "-5"], "--live-count: must be >= 1"),
+    (["--nf", "nope"], "invalid choice: 'nope'"),
+])
+def test_bench_sequencer_rejects_bad_values(argv, message, capsys):
+    check_one_line(*parse_error(bench_sequencer.parse_args, argv, capsys), message)
 
 
 @pytest.mark.parametrize(("name", "argv", "message"), [
@@ -452,6 +469,19 @@ PROCESS_CASES = [
      "--rate: must be a finite number"),
     (["-m", "experiments.hosts.bench_roles", "--role", "receiver", "--iface", NO_IFACE,
       "--out", "/nonexistent"], "bench_datapath: no such results folder: /nonexistent"),
+    # the parallel sequencer's process
+    (["-m", "experiments.hosts.pipeline_shim", "--in-iface", NO_IFACE, "--out-iface",
+      NO_IFACE, "--cores", "4", "--nf", "ddos", "--out", "{out}"],
+     f"pipeline_shim: cannot use interface {NO_IFACE}"),
+    (["-m", "experiments.hosts.pipeline_shim", "--in-iface", NO_IFACE, "--out-iface",
+      NO_IFACE, "--cores", "300", "--nf", "ddos", "--out", "{out}"],
+     "pipeline_shim: cores must be in 1..255"),
+    (["-m", "experiments.hosts.pipeline_shim", "--in-iface", NO_IFACE, "--out-iface",
+      NO_IFACE, "--cores", "4", "--builders", "0", "--nf", "ddos", "--out", "{out}"],
+     "--builders: must be >= 1"),
+    (["-m", "experiments.hosts.pipeline_shim", "--in-iface", NO_IFACE, "--out-iface",
+      NO_IFACE, "--cores", "4", "--nf", "ddos", "--nf-params", '{{"x": 1}}', "--out",
+      "{out}"], "pipeline_shim: bad parameters for NF 'ddos'"),
 ]
 
 #: Bugs in files this change must not edit (see the module docstring): each is a traceback
