@@ -66,7 +66,7 @@ from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
 from experiments.runtime.ovs import AFXDP, PORT_TYPES, afxdp_unavailable
 from experiments.runtime.placement import PLACEMENTS, plan_cpus
 from experiments.runtime.processes import start_experiment
-from experiments.runtime.results import CsvLog, new_run_dir, write_config
+from experiments.runtime.results import CsvLog, git_revision, new_run_dir, write_config
 from experiments.runtime.trial import run_trial
 from experiments.workload.trace_files import TraceError, TraceSummary, import_for_run
 from experiments.workload.traffic import TraceSpec, flow_shares, make_trace, write_pcap
@@ -340,7 +340,10 @@ class Sweep:
         else:
             self.run_dir = new_run_dir(kind, args.results_dir)
         self.port_types: Counter[str] = Counter()  # trials per switch port type used
+        # Taken once: config.json is rewritten as trials come, and must keep saying which
+        # code the sweep started with (a commit made meanwhile is not its code).
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.git = git_revision()
         self.write_config()
         self.capacity = CsvLog(self.run_dir / "capacity.csv", CAPACITY_COLUMNS)
         self.results = CsvLog(self.run_dir / "results.csv", COLUMNS)
@@ -356,7 +359,7 @@ class Sweep:
         write_config(self.run_dir, vars(self.args), points=len(self.points),
                      costs=self.costs.to_json(),
                      trace=self.trace_summary.to_json() if self.trace_summary else None,
-                     port_types=dict(self.port_types), started=self.started)
+                     port_types=dict(self.port_types), started=self.started, git=self.git)
 
     def trace(self, skew: float) -> Path:
         """One trace per skew, long enough for the longest trial (or the imported one)."""
