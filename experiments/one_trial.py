@@ -16,6 +16,8 @@ Usage (as root)::
 
     python experiments/one_trial.py
     python experiments/one_trial.py --nf knock --strategy lock --cores 2
+    python experiments/one_trial.py --cores 16 --core-share 0.05 --work-us 450 \
+        --rate 1200 --port-type system   # what AF_XDP ports save: run it with afxdp-nonpmd
 
 Writes ``results/one_trial/<timestamp>/`` (``config.json``, the trial's files under
 ``trial/``). Caveats: one trial at one rate, not an MLFFR (the sweeps search for that);
@@ -37,10 +39,12 @@ if __name__ == "__main__" and not __package__:  # run as a file, maybe by the sy
 from tabulate import tabulate
 
 from experiments.analysis.errors import TrialError
-from experiments.argtypes import fraction, positive_float, positive_int
-from experiments.runtime.calibration import calibrate
+from experiments.argtypes import fraction, non_negative_float, positive_float, positive_int
+from experiments.runtime.calibration import DEFAULT_WORK_US, calibrate
 from experiments.runtime.capacity import measure_capacity
 from experiments.runtime.config import TrialConfig
+from experiments.runtime.cpu_quota import DEFAULT_CORE_SHARE
+from experiments.runtime.ovs import PORT_TYPES
 from experiments.runtime.preflight import EnvironmentProblem, check_environment
 from experiments.runtime.results import new_run_dir, write_config
 from experiments.runtime.trial import run_trial
@@ -60,10 +64,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load", type=fraction, default=0.5,
                         help="offer this fraction of the measured capacity")
     parser.add_argument("--rate", type=positive_float, help="offer this rate (pps) instead")
+    parser.add_argument("--core-share", type=positive_float, default=DEFAULT_CORE_SHARE,
+                        help="CPU quota of each emulated core, fraction of one CPU")
+    parser.add_argument("--work-us", type=non_negative_float, default=DEFAULT_WORK_US,
+                        help="stateless compute per packet, µs of CPU time")
+    parser.add_argument("--port-type", choices=PORT_TYPES, default="auto",
+                        help="the switch's ports (auto: AF_XDP where the kernel allows it)")
     parser.add_argument("--results-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        args.config = TrialConfig(nf=args.nf, strategy=args.strategy, cores=args.cores)
+        args.config = TrialConfig(nf=args.nf, strategy=args.strategy, cores=args.cores,
+                                  core_share=args.core_share, port_type=args.port_type)
     except ValueError as err:
         parser.error(str(err))
     return args
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except EnvironmentProblem as err:
         print(f"one_trial: {err}", file=sys.stderr)
         return 2
-    costs = calibrate()  # 1. the NF's costs in this machine's spin rounds
+    costs = calibrate(work_us=args.work_us)  # 1. the NF's costs in this machine's rounds
     config = replace(args.config, nf_params=costs.nf_params(), spin_ns=costs.ns_per_round,
                      transfer_work=costs.transfer_work, packets=args.packets)
     run_dir = new_run_dir("one_trial", args.results_dir)
@@ -97,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = [(key, result[key]) for key in (  # 5. what it delivered, and the oracle's verdict
         "strategy", "cores", "offered_pps", "delivered_pps", "loss", "faithful",
-        "check_equivalent", "check_consistent")]
+        "check_equivalent", "check_consistent", "port_type")]
+    fidelity = result.get("fidelity") or {}  # what the infrastructure took meanwhile
+    rows += [(f"busy {name}", busy) for name, busy in sorted(fidelity.get("busy", {}).items())]
+    rows.append(("machine idle", fidelity.get("machine_idle")))
     print(tabulate(rows, tablefmt="plain"))
     for problem in result["check_problems"]:
         print(f"  oracle: {problem}")
