@@ -128,11 +128,10 @@ def tables(run_dir: Path) -> str:
                      mine.get(16, {}).get("stamper_us", "-")])
     first = tabulate(body, headers=head, tablefmt="github", disable_numparse=True)
     cross = read_csv(run_dir / CROSSOVER_CSV)
-    head = ["NF", "t µs", "c µs", "SCR's own limit 1/c (pps)", "sequencer",
-            "its ceiling @16 (pps)", "limits SCR from (cores)"]
-    body = [[r["nf"], r["t_us"], r["c_us"], r["scr_limit_pps"], r["sequencer"],
-             r["ceiling_at_16_pps"], r["crossover_cores"] or "never (1/c first)"]
-            for r in cross]
+    head = ["NF", "t µs", "c µs", "16 cores demand (pps)", "sequencer",
+            "its ceiling @16 (pps)", "it limits SCR"]
+    body = [[r["nf"], r["t_us"], r["c_us"], r["demand_at_16_pps"], r["sequencer"],
+             r["ceiling_at_16_pps"], r["reading"]] for r in cross]
     second = tabulate(body, headers=head, tablefmt="github", disable_numparse=True)
     head = ["live path", "delivered pps", "out of order", "stamper/shim µs/pkt",
             "builders µs/pkt"]

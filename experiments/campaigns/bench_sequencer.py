@@ -8,8 +8,8 @@ Three measurements, then a model:
    (:mod:`sequencer.pipeline`: the stamper's check and hand-over, a builder's parsing and
    building, batches of ``BATCH``);
 2. **the NF cores** (:func:`core_costs`): each NF's t (a replica's CPU time for a packet with
-   no history, the default 110 µs of work included) and c (for each history record more),
-   measured on the SCR core itself (:class:`nfs.cores.replica.Replica`);
+   no history: the default 110 µs of work plus the rest, measured) and c (for each history
+   record more), measured on the SCR core itself (:class:`nfs.cores.replica.Replica`);
 3. **live** (root): the datapath benchmark's direct paths (no OVS): the shim
    (``shim-direct-N``) and the pipeline with K builders (``pipeline-N-K``) between two
    veth links, blasted, their delivered rate and CPU per packet (sockets included).
@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -47,12 +48,14 @@ from nfs import NF_CLASSES, make_nf
 from nfs.cores.replica import Replica
 from sequencer.pipeline import _build, _Frames, well_formed
 from sequencer.shim import Sequencer
-from sequencer.wire.header import MAX_CORES
 
 HISTORY_CORES = [1, 2, 4, 8, 16, 32]  # N: the history is N-1 records
 BATCH = 64
+REPEATS = 5  # each in-process cost is the median of this many runs
 CORE_PROBE = (1, 16)  # t from a core of 1, c from the difference to a core of 16
-MAX_CROSSOVER = MAX_CORES  # the SCR header's core count is one byte
+#: The crossover is looked for up to twice the largest history measured: farther out the
+#: costs would be extrapolations of extrapolations.
+MAX_CROSSOVER = 2 * HISTORY_CORES[-1]
 PIPELINE_CPUS = [1, 2, 4, 8]
 QUICK_PACKETS = 3000
 DEFAULT_PACKETS = 20_000
@@ -65,10 +68,15 @@ def trace(packets: int) -> list[bytes]:
                                                    seed=5))]
 
 
-def _cpu_us_per(count: int, run) -> float:
-    started = time.process_time_ns()
-    run()
-    return (time.process_time_ns() - started) / count / 1000
+def _cpu_us_per(count: int, run, repeats: int = REPEATS) -> float:
+    """CPU µs per item of ``run()`` over ``count`` items: the median of ``repeats`` runs
+    (the other CPU's load moves one run by 10-20 % here)."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time_ns()
+        run()
+        times.append((time.process_time_ns() - started) / count / 1000)
+    return statistics.median(times)
 
 
 def shim_us(nf_name: str, cores: int, frames: list[bytes]) -> float:
@@ -138,17 +146,17 @@ def sequencer_costs(frames: list[bytes], cores: list[int] = HISTORY_CORES,
     return rows
 
 
-def core_us(nf_name: str, cores: int, frames: list[bytes], costs) -> float:
-    """CPU µs per own packet of an SCR replica (core 0 of ``cores``), the NF's work
-    and state work included, its frames as the shim makes them."""
-    nf = make_nf(nf_name, **costs.nf_params())
+def core_us(nf_name: str, cores: int, frames: list[bytes], params: dict) -> float:
+    """CPU µs per own packet of an SCR replica (core 0 of ``cores``), the NF made with
+    ``params`` (its work and state work in rounds), its frames as the shim makes them.
+    Each run starts from a fresh replica: a frame already applied would be dropped."""
+    nf = make_nf(nf_name, **params)
     seq = Sequencer(make_nf(nf_name), cores)
     own = [out for i, f in enumerate(frames)
            for slot, out in [seq.sequence(f, i)] if slot == 0]
-    replica = Replica(nf, 0, cores)
-    handle = replica.handle
 
     def run():
+        handle = Replica(nf, 0, cores).handle
         for frame in own:
             handle(frame)
 
@@ -156,15 +164,24 @@ def core_us(nf_name: str, cores: int, frames: list[bytes], costs) -> float:
 
 
 def core_costs(frames: list[bytes], nfs: list[str] | None = None, progress=None) -> list[dict]:
-    """Each NF's t and c in CPU µs on a whole core, the default costs calibrated here."""
+    """Each NF's t and c in CPU µs on a whole core, the default costs calibrated here.
+
+    t is a replica's packet with no history: the work's CPU time (110 µs, which the
+    testbed's cores keep whatever a spin round costs: ``nfs.base.SpinGovernor``) plus what
+    the rest costs, measured with no work (a spin round's speed moves 87-150 ns with the
+    other CPU's load here, so measuring the work itself would only measure that). c, a
+    record's cost, is the difference between a replica of ``CORE_PROBE[1]`` cores and one
+    of 1, per record, both without the work."""
     costs = calibrate()
     one, many = CORE_PROBE
+    no_work = {**costs.nf_params(), "work": 0}
     rows = []
     for nf_name in nfs or sorted(NF_CLASSES):
-        t = core_us(nf_name, one, frames, costs)
-        t_many = core_us(nf_name, many, frames, costs)
+        bare_one = core_us(nf_name, one, frames, no_work)
+        t = costs.work_us + bare_one
+        bare_many = core_us(nf_name, many, frames, no_work)
         rows.append({"nf": nf_name, "t_us": round(t, 2),
-                     "c_us": round(max(t_many - t, 0.0) / (many - 1), 3),
+                     "c_us": round(max(bare_many - bare_one, 0.0) / (many - 1), 3),
                      "work_us": costs.work_us, "state_work_us": costs.state_work_us})
         if progress:
             progress(rows[-1])
@@ -277,9 +294,17 @@ def ceilings(costs: list[dict], core_rows: list[dict], sockets: Sockets,
                               "ceiling_pps": round(ceiling(n)),
                               "demand_pps": round(demand(n, t, c))})
             found = crossover(ceiling, t, c)
+            if found is not None:
+                reading = f"from {found} cores"
+            elif c > 0 and 1e6 / c <= ceiling(MAX_CROSSOVER):
+                reading = "never: SCR's own 1/c is lower"
+            else:
+                reading = f"beyond {MAX_CROSSOVER} cores"
             cross.append({"nf": nf, "sequencer": name, "t_us": t, "c_us": c,
                           "ceiling_at_16_pps": round(ceiling(16)),
+                          "demand_at_16_pps": round(demand(16, t, c)),
                           "crossover_cores": found if found is not None else "",
+                          "reading": reading,
                           "scr_limit_pps": round(1e6 / c) if c > 0 else ""})
     return curve, cross
 

@@ -84,7 +84,8 @@ def plot_sequencer(run_dir: Path) -> Path:
                            color=color, edgecolor="black", zorder=5, s=24,
                            label=f"{name}, measured here")
         shim_at = cross.get((nf, "shim"))
-        ax.set_title(f"{nf}: shim limits at {shim_at or '> 256'} cores", fontsize=9)
+        ax.set_title(f"{nf}: the shim limits SCR " + (f"from {shim_at} cores" if shim_at
+                                                     else "nowhere up to 64"), fontsize=9)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("NF cores (whole CPUs)")

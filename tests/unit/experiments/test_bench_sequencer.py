@@ -20,7 +20,7 @@ def test_interpolation_between_and_beyond_the_measured_counts():
     assert bench.interpolate(points, 1) == 2.0
     assert bench.interpolate(points, 8) == pytest.approx(2.0 + 3.0 * 7 / 15)
     assert bench.interpolate(points, 64) == pytest.approx(11.0)  # the last slope, on
-    assert bench.MAX_CROSSOVER == 255  # the header's core count
+    assert 2 * max(bench.HISTORY_CORES) == bench.MAX_CROSSOVER  # no farther than that
     assert bench.interpolate(points, 0) == 2.0
 
 
@@ -58,6 +58,7 @@ def test_more_builder_cpus_raise_the_pipelines_ceiling_up_to_its_serial_stages()
                                   sockets,
                                   cores=range(1, 9), cpus=[2])
     assert {r["sequencer"] for r in cross} == {"shim", "pipeline-2"}
+    assert all(r["reading"].startswith(("from ", "never", "beyond")) for r in cross)
     assert len(curve) == 16
 
 
