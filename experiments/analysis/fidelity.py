@@ -97,8 +97,10 @@ def quota_received(cores: list[dict], core_share: float | None) -> dict:
     from its first frame to its last (``busy_cpu_s`` over ``last_ns - first_ns`` in
     ``core<i>.json``) as a fraction of ``core_share``. An overloaded core that got its whole
     quota reads ~1.0: k cores then have k times one core's capacity, the emulation's
-    premise, checked per trial. A core that was not overloaded reads less (it idled), so
-    only overloaded trials say something. Empty without a quota or a core with a span."""
+    premise, checked per trial. Only overloaded trials say something: a core with spare
+    capacity reads less if it idled, but near its capacity the cost of waking up for each
+    packet can use the spare, and it reads ~1.0 too (seen at 90 % load). Empty without a
+    quota or a core with a span."""
     if not core_share:
         return {}
     shares = []
