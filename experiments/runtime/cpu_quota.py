@@ -25,17 +25,15 @@ stalls every core waiting for that lock until its next period (see the lock stra
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from experiments.runtime.cgroups import CGROUP_ROOT, hierarchy, new_group, remove_groups
+
 MIN_QUOTA_US = 1000  # the kernel refuses a smaller CFS quota
 #: Each emulated core: 0.1 of a CPU, 1 ms every 10 ms (see the module docstring).
 DEFAULT_CORE_SHARE = 0.1
 DEFAULT_PERIOD_US = 10_000
-_counter = itertools.count()
 
 
 class QuotaError(RuntimeError):
@@ -44,14 +42,10 @@ class QuotaError(RuntimeError):
 
 def _cpu_hierarchy() -> tuple[Path, int]:
     """The cpu controller's root directory and the cgroup version (1 or 2)."""
-    v1 = CGROUP_ROOT / "cpu"
-    if (v1 / "cpu.cfs_quota_us").exists():
-        return v1, 1
-    if (CGROUP_ROOT / "cgroup.controllers").exists() and "cpu" in (
-        CGROUP_ROOT / "cgroup.controllers"
-    ).read_text().split():
-        return CGROUP_ROOT, 2
-    raise QuotaError("no cgroup cpu controller found under /sys/fs/cgroup")
+    found = hierarchy("cpu", "cpu.cfs_quota_us")
+    if found is None:
+        raise QuotaError(f"no cgroup cpu controller found under {CGROUP_ROOT}")
+    return found
 
 
 def period_for(share: float) -> int:
@@ -82,7 +76,7 @@ class CoreQuotas:
         self.period_us = period_us
         self.quota_us = quota_us(share, period_us)
         self.root, self.version = _cpu_hierarchy()
-        self.base = self.root / f"scr-testbed-{os.getpid()}-{next(_counter)}"
+        self.base = new_group(self.root)
         self.groups: list[Path] = []
         try:
             self.base.mkdir()
@@ -124,18 +118,7 @@ class CoreQuotas:
 
     def close(self) -> None:
         """Remove the groups; any process still in one goes back to the root group."""
-        for group in [*reversed(self.groups), self.base]:
-            if not group.exists():
-                continue
-            try:
-                for pid in (group / "cgroup.procs").read_text().split():
-                    try:
-                        (self.root / "cgroup.procs").write_text(pid)
-                    except OSError:
-                        pass  # already gone
-                group.rmdir()
-            except OSError:
-                pass  # best effort: never mask the error that brought us here
+        remove_groups(self.root, [*reversed(self.groups), self.base])
         self.groups = []
 
     def __enter__(self) -> CoreQuotas:

@@ -27,18 +27,17 @@ use it by then).
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from experiments.runtime.cgroups import CGROUP_ROOT, hierarchy, new_group, remove_groups
+
 #: CPUs kept for the infrastructure. One is the least that runs at all (this 2-CPU machine
 #: runs one real core that way); ovs-vswitchd's single forwarding thread and the shim each
 #: want a CPU of their own at high rates, so give a big machine's run two or more.
 INFRA_CPUS = 1
 PLACEMENTS = ("quota", "cpus")
-_counter = itertools.count()
 
 
 class PlacementError(ValueError):
@@ -77,13 +76,10 @@ def plan_cpus(cores: int, cpus: list[int] | None = None, infra: int = INFRA_CPUS
 
 
 def _cpuset_hierarchy() -> tuple[Path, int]:
-    v1 = CGROUP_ROOT / "cpuset"
-    if (v1 / "cpuset.cpus").exists():
-        return v1, 1
-    controllers = CGROUP_ROOT / "cgroup.controllers"
-    if controllers.exists() and "cpuset" in controllers.read_text().split():
-        return CGROUP_ROOT, 2
-    raise PlacementError("no cgroup cpuset controller found under /sys/fs/cgroup")
+    found = hierarchy("cpuset", "cpuset.cpus")
+    if found is None:
+        raise PlacementError(f"no cgroup cpuset controller found under {CGROUP_ROOT}")
+    return found
 
 
 def _cpu_list(cpus) -> str:
@@ -104,7 +100,7 @@ class CpuPlacement:
     def __init__(self, plan: CpuPlan):
         self.plan = plan
         self.root, self.version = _cpuset_hierarchy()
-        self.base = self.root / f"scr-testbed-{os.getpid()}-{next(_counter)}"
+        self.base = new_group(self.root)
         self.groups: list[Path] = []
         self._pinned: dict[int, set[int]] = {}  # thread id -> the affinity it had
         self._pinned_pid: int | None = None
@@ -181,18 +177,7 @@ class CpuPlacement:
             except OSError:
                 pass  # the thread is gone
         self._pinned, self._pinned_pid = {}, None
-        for group in [*reversed(self.groups), self.base]:
-            if not group.exists():
-                continue
-            try:
-                for pid in (group / "cgroup.procs").read_text().split():
-                    try:
-                        (self.root / "cgroup.procs").write_text(pid)
-                    except OSError:
-                        pass  # already gone
-                group.rmdir()
-            except OSError:
-                pass  # best effort: never mask the error that brought us here
+        remove_groups(self.root, [*reversed(self.groups), self.base])
         self.groups = []
 
     def __enter__(self) -> CpuPlacement:
