@@ -134,15 +134,11 @@ class Sequencer:
     def __init__(self, nf: RecordPacker, n_cores: int, mode: str = "scr",
                  loss_rate: float = 0.0, loss_seed: int = 1, withhold: Iterable[int] = (),
                  *, plan: Path | None = None, rebalance_ms: float = DEFAULT_REBALANCE_MS):
-        if not 1 <= n_cores <= h.MAX_CORES:
-            raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
+        h.check_fits(n_cores, nf.record_size, nf.name)
         if mode not in SPRAY_MODES:
             raise ValueError(f"unknown spray mode {mode!r}; choose from {', '.join(SPRAY_MODES)}")
         if not 0 <= loss_rate < 1:
             raise ValueError(f"loss rate must be in [0, 1), got {loss_rate}")
-        if nf.record_size > h.MAX_RECORD_SIZE:
-            raise ValueError(f"{nf.name}'s records of {nf.record_size} B exceed the header's "
-                             f"{h.MAX_RECORD_SIZE} B")
         self.nf = nf
         self.n_cores = n_cores
         self.mode = mode

@@ -97,6 +97,17 @@ def slot_mac(slot: int) -> str:
     return f"{_SLOT_MAC_PREFIX}{slot:02x}"
 
 
+def check_fits(n_cores: int, record_size: int, nf_name: str) -> None:
+    """ValueError (one line) unless ``n_cores`` cores and ``nf_name``'s records of
+    ``record_size`` bytes fit this header's one-byte fields: what a sequencer checks when
+    it is made."""
+    if not 1 <= n_cores <= MAX_CORES:
+        raise ValueError(f"cores must be in 1..{MAX_CORES}")
+    if record_size > MAX_RECORD_SIZE:
+        raise ValueError(f"{nf_name}'s records of {record_size} B exceed the header's "
+                         f"{MAX_RECORD_SIZE} B")
+
+
 def mac_bytes(mac: str) -> bytes:
     """``'aa:bb:..'`` to 6 bytes."""
     return bytes.fromhex(mac.replace(":", ""))
