@@ -14,14 +14,14 @@ packets' order. So this sequencer splits it:
    it was busy, so a lightly loaded pipeline hands frames on one by one) to the builders in
    turn, each batch with the N-1 frames before it (its *tail*);
 2. **builder b** (a process of its own) parses its tail and its batch, packs their records
-   and builds every frame (:func:`build_frames`: byte for byte what
+   and builds every frame (:class:`FrameBuilder`: byte for byte what
    :meth:`Sequencer.sequence <sequencer.shim.Sequencer.sequence>` sends); then it waits for
    its turn, a token passed around the builders' ring through pipes, sends its frames on a
    socket of its own and passes the token on. Frames leave in sequence order: a core never
    sees a later packet of its slot before an earlier one.
 
 The end-of-trace marker (an SCR frame with the STOP flag) goes to the next builder in turn
-as a batch of its own, which sends one STOP frame per core (:func:`stop_frames`).
+as a batch of its own, which sends one STOP frame per core (:meth:`FrameBuilder.stops`).
 
 The serial work is the stamper's (receive, check, hand over) and the sending (one ``send``
 each, taken in turns); everything else spreads over the builders. Its ceiling with K
@@ -81,15 +81,15 @@ def well_formed(frame: bytes) -> bool:
                  or (frame[23] == _TCP and len(frame) >= 54 and frame[46] >= 0x50)))
 
 
-class _Frames:
-    """Builds SCR frames for one NF and core count (shared by the builders' functions)."""
+class FrameBuilder:
+    """A builder's work for one NF and core count: SCR frames from stamped packets.
+
+    :meth:`build` and :meth:`stops` send, byte for byte, what
+    :class:`~sequencer.shim.Sequencer` sends in a steady round robin over all the cores.
+    Made once per builder process (its slot prefixes are precomputed)."""
 
     def __init__(self, nf, n_cores: int):
-        if not 1 <= n_cores <= h.MAX_CORES:
-            raise ValueError(f"cores must be in 1..{h.MAX_CORES}")
-        if nf.record_size > h.MAX_RECORD_SIZE:
-            raise ValueError(f"{nf.name}'s records of {nf.record_size} B exceed the header's "
-                             f"{h.MAX_RECORD_SIZE} B")
+        h.check_fits(n_cores, nf.record_size, nf.name)
         self.nf = nf
         self.n = n_cores
         self.size = nf.record_size
@@ -100,51 +100,37 @@ class _Frames:
         pack = self.nf.pack_record
         return deque((pack(parse(f), ts) for f, ts in frames), maxlen=max(self.n - 1, 0))
 
+    def build(self, base_seq: int, tail, batch) -> list[bytes]:
+        """The SCR frames of ``batch`` ((frame, ts) pairs: packets ``base_seq ..``), given
+        ``tail``, the (frame, ts) pairs of the packets just before them (the last n-1 at
+        least, or all since 0)."""
+        n, size, prefixes = self.n, self.size, self.prefixes
+        pack_header, pack_record = h.SCR_HEADER.pack, self.nf.pack_record
+        ring = self.records(tail)
+        history = ring.maxlen
+        out = []
+        for seq, (frame, ts) in enumerate(batch, base_seq):
+            slot = seq % n
+            records = tuple(ring)  # min(seq, n-1) of them: the history rule's steady state
+            out.append(b"".join((
+                prefixes[slot],
+                pack_header(h.SCR_MAGIC, h.SCR_VERSION, 0, len(records), size, slot, n, n,
+                            seq % h.SEQ_MODULUS, ts),
+                *records, frame)))
+            if history:
+                ring.append(pack_record(parse(frame), ts))
+        return out
 
-def build_frames(nf, n_cores: int, base_seq: int, tail, batch) -> list[bytes]:
-    """The SCR frames of ``batch`` ((frame, ts) pairs: packets ``base_seq ..``), given
-    ``tail``, the (frame, ts) pairs of the packets just before them (the last n-1 at least,
-    or all since 0): the bytes :class:`~sequencer.shim.Sequencer` sends in a steady round
-    robin over all ``n_cores`` cores."""
-    return _build(_Frames(nf, n_cores), base_seq, tail, batch)
-
-
-def _build(frames: _Frames, base_seq: int, tail, batch) -> list[bytes]:
-    n, size, prefixes = frames.n, frames.size, frames.prefixes
-    pack_header, pack_record = h.SCR_HEADER.pack, frames.nf.pack_record
-    ring = frames.records(tail)
-    history = ring.maxlen
-    out = []
-    for seq, (frame, ts) in enumerate(batch, base_seq):
-        slot = seq % n
-        records = tuple(ring)  # min(seq, n-1) of them: the history rule's steady state
-        out.append(b"".join((
-            prefixes[slot],
-            pack_header(h.SCR_MAGIC, h.SCR_VERSION, 0, len(records), size, slot, n, n,
-                        seq % h.SEQ_MODULUS, ts),
-            *records, frame)))
-        if history:
-            ring.append(pack_record(parse(frame), ts))
-    return out
-
-
-def stop_frames(nf, n_cores: int, next_seq: int, tail, ts: int) -> list[bytes]:
-    """One STOP frame per core after packet ``next_seq - 1``, each with the records since
-    that core's last frame: :meth:`Sequencer.stop_frames <sequencer.shim.Sequencer.stop_frames>`'s
-    bytes in a steady round robin."""
-    return _stops(_Frames(nf, n_cores), next_seq, tail, ts)
-
-
-def _stops(frames: _Frames, next_seq: int, tail, ts: int) -> list[bytes]:
-    # In a steady round robin every core's last frame is at most n-1 packets back, so each
-    # STOP frame carries the whole ring (the history rule's count is min(ring, n-1)).
-    records = tuple(frames.records(tail))
-    out = []
-    for slot in range(frames.n):
-        out.append(h.encode(h.ScrHeader(h.FLAG_STOP, len(records), frames.size, slot,
-                                        frames.n, frames.n, next_seq % h.SEQ_MODULUS, ts),
-                            list(records)))
-    return out
+    def stops(self, next_seq: int, tail, ts: int) -> list[bytes]:
+        """One STOP frame per core after packet ``next_seq - 1``, each with the records
+        since that core's last frame (:meth:`Sequencer.stop_frames
+        <sequencer.shim.Sequencer.stop_frames>`)."""
+        # In a steady round robin every core's last frame is at most n-1 packets back, so
+        # each STOP frame carries the whole ring (the history rule's count is min(ring, n-1)).
+        records = list(self.records(tail))
+        return [h.encode(h.ScrHeader(h.FLAG_STOP, len(records), self.size, slot, self.n,
+                                     self.n, next_seq % h.SEQ_MODULUS, ts), records)
+                for slot in range(self.n)]
 
 
 # --- the processes ---------------------------------------------------------------------
@@ -196,14 +182,14 @@ def _builder(index: int, nf, n_cores: int, out_iface: str, batches, token_in: in
     counts = Counter()
     tx = None
     try:
-        frames = _Frames(nf, n_cores)
+        frames = FrameBuilder(nf, n_cores)
         tx = open_socket(out_iface, None)
         send = tx.send
         while (job := batches.recv()) is not _END:
             kind, seq, tail, payload = job
             try:
-                out = (_stops(frames, seq, tail, payload) if kind == _STOP
-                       else _build(frames, seq, tail, payload))
+                out = (frames.stops(seq, tail, payload) if kind == _STOP
+                       else frames.build(seq, tail, payload))
             except Exception:  # noqa: BLE001 - counted; the ring must go on
                 out = []
                 counts["build_errors"] += 1
@@ -241,7 +227,7 @@ class Pipeline:
             raise ValueError(f"builders must be >= 1, not {builders}")
         if batch < 1:
             raise ValueError(f"batch must be >= 1, not {batch}")
-        self.frames = _Frames(nf, n_cores)
+        h.check_fits(n_cores, nf.record_size, nf.name)  # here, not in every builder
         self.nf, self.n, self.k, self.batch = nf, n_cores, builders, batch
         self.out_iface = out_iface
         self.stats = PipelineStats()

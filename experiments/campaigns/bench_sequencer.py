@@ -46,7 +46,7 @@ from experiments.runtime.calibration import calibrate
 from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
 from nfs.cores.replica import Replica
-from sequencer.pipeline import _build, _Frames, well_formed
+from sequencer.pipeline import FrameBuilder, well_formed
 from sequencer.shim import Sequencer
 
 HISTORY_CORES = [1, 2, 4, 8, 16, 32]  # N: the history is N-1 records
@@ -102,13 +102,13 @@ def _jobs(frames: list[bytes], cores: int) -> list[bytes]:
 def builder_us(nf_name: str, cores: int, frames: list[bytes]) -> float:
     """CPU µs per packet of a builder's work on full batches: unpickling its job, parsing
     its tail again and its batch, building the frames (its sends are in the live figure)."""
-    builder = _Frames(make_nf(nf_name), cores)  # made once, as a builder process does
+    builder = FrameBuilder(make_nf(nf_name), cores)  # made once, as a builder process does
     jobs = _jobs(frames, cores)
 
     def run():
         for job in jobs:
             _kind, first, tail, batch = pickle.loads(job)
-            _build(builder, first, tail, batch)
+            builder.build(first, tail, batch)
 
     return _cpu_us_per(len(frames), run)
 

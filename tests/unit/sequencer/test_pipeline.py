@@ -1,6 +1,6 @@
 """The parallel sequencer (``sequencer.pipeline``) sends the shim's frames, byte for byte.
 
-``build_frames`` and ``stop_frames`` are the builders' work; cut a trace into batches any
+``FrameBuilder.build`` and ``.stops`` are the builders' work; cut a trace into batches any
 way, give each its tail, and the frames must equal what :class:`sequencer.shim.Sequencer`
 sends, and a bug a builder could have (a short tail, an off-by-one sequence number) must
 show. ``well_formed``, the stamper's check at fixed offsets, may say "not sure" but never
@@ -16,7 +16,7 @@ import pytest
 
 from experiments.workload.traffic import TraceSpec, make_trace
 from nfs import NF_CLASSES, make_nf
-from sequencer.pipeline import build_frames, stop_frames, well_formed
+from sequencer.pipeline import FrameBuilder, well_formed
 from sequencer.shim import Sequencer
 from sequencer.wire.header import MalformedFrame
 from sequencer.wire.packet import parse
@@ -47,15 +47,15 @@ def _cuts(length: int, rng: random.Random) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("n", [1, 2, 5, 16])
 def test_any_batching_sends_the_shims_frames(frames, nf_name, n):
     expected, expected_stops = _shim(nf_name, n, frames)
-    nf = make_nf(nf_name)
+    builder = FrameBuilder(make_nf(nf_name), n)
     stamped = [(f, 1000 + i) for i, f in enumerate(frames)]
     out = []
     for first, end in _cuts(len(frames), random.Random(n)):
         tail = stamped[max(0, first - (n - 1)):first]
-        out += build_frames(nf, n, first, tail, stamped[first:end])
+        out += builder.build(first, tail, stamped[first:end])
     assert out == expected
-    assert stop_frames(nf, n, len(frames), stamped[-(n - 1):] if n > 1 else [],
-                       99_999) == expected_stops
+    assert builder.stops(len(frames), stamped[-(n - 1):] if n > 1 else [],
+                         99_999) == expected_stops
 
 
 @pytest.mark.parametrize("bug", ["short tail", "seq off by one", "wrong ts"])
@@ -71,7 +71,7 @@ def test_a_builders_bug_changes_the_frames(frames, bug):
     if bug == "wrong ts":
         tail = [(f, ts + 1) for f, ts in tail]
     base = first + 1 if bug == "seq off by one" else first
-    assert build_frames(nf, n, base, tail, batch) != expected[first:first + 10]
+    assert FrameBuilder(nf, n).build(base, tail, batch) != expected[first:first + 10]
 
 
 def _parses(frame: bytes) -> bool:
