@@ -76,6 +76,16 @@ from topologies.scr_topo import GEN, NF, SEQ, SINK, SWITCH, PortPlan, ScrTopo
 _table_names = itertools.count()
 
 
+@contextlib.contextmanager
+def _as_trial_error(prefix: str = ""):
+    """The machine refused a placement or a port type: a TrialError, which a sweep
+    records for the point and goes on, not a traceback."""
+    try:
+        yield
+    except (PlacementError, PortTypeError) as err:
+        raise TrialError(f"{prefix}{err}") from None
+
+
 class Testbed:
     """Steps 1-5 of a trial as a context manager; see the module docstring."""
 
@@ -125,13 +135,10 @@ class Testbed:
             self.net.build()
             quiet_switch_ports(self.net.switches)
             self.net.start()
-            try:
+            with _as_trial_error(f"switch ports of type {self.config.port_type}: "):
                 self.port_type, self.port_type_note = use_port_type(
                     [intf.name for intf in self.net[SWITCH].intfList() if intf.name != "lo"],
                     self.config.port_type)
-            except PortTypeError as err:
-                raise TrialError(f"switch ports of type {self.config.port_type}: {err}") \
-                    from None
             self._wait_for_pipeline()
             if self.strategy.shared_table:
                 self._create_table()
@@ -140,11 +147,9 @@ class Testbed:
             if self.config.recovery:
                 self._create_record_logs()
             if self.config.placement == "cpus":
-                try:
+                with _as_trial_error():
                     self.cpus = self._stack.enter_context(CpuPlacement(
                         plan_cpus(self.config.cores + self.store_is_core)))
-                except PlacementError as err:
-                    raise TrialError(str(err)) from None
             elif self.config.core_share is not None:
                 self.quotas = self._stack.enter_context(CoreQuotas(
                     self.config.cores + self.store_is_core, self.config.core_share,
@@ -264,10 +269,8 @@ class Testbed:
             if self.store is not None and self.store_is_core:
                 self.quotas.add(c.cores, self.store.pid)
         if self.cpus is not None:  # each core on its CPU, everything else on the rest
-            try:
+            with _as_trial_error():
                 self._place(c)
-            except PlacementError as err:
-                raise TrialError(str(err)) from None
 
     def _place(self, c: TrialConfig) -> None:
         """Placement cpus: each core on its CPU, the rest (OVS's threads too) off them."""
@@ -335,10 +338,8 @@ class Testbed:
         if self.quotas is not None:
             self.quotas.add(core, worker.pid)
         if self.cpus is not None:
-            try:
+            with _as_trial_error():
                 self.cpus.add_core(core, worker.pid)
-            except PlacementError as err:
-                raise TrialError(str(err)) from None
         return worker
 
     @property
@@ -387,10 +388,8 @@ class Testbed:
             "--trace", trace_path, "--rate", c.rate_pps, "--count", c.packets))
         gen.wait_ready(time.monotonic() + c.ready_timeout_s)
         if self.cpus is not None:
-            try:
+            with _as_trial_error():
                 self.cpus.add_infra(gen.pid)
-            except PlacementError as err:
-                raise TrialError(str(err)) from None
         if on_start is not None:
             on_start()
         # The generator is gone when the window closes; it reports its own sending CPU.
