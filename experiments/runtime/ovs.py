@@ -130,12 +130,15 @@ def set_port_type(ports: list[str], port_type: str,
         time.sleep(0.05)
 
 
+def _not_offered() -> str:
+    """Why this OVS cannot make AF_XDP ports at all ("" if it offers the type)."""
+    return "" if AFXDP in iface_types() else f"this Open vSwitch offers no {AFXDP} interfaces"
+
+
 def afxdp_unavailable() -> str:
-    """Why this OVS cannot make AF_XDP ports, as far as can be told without trying ("" if
-    it offers them; whether the kernel lets them come up is only known by trying)."""
-    if AFXDP not in iface_types():
-        return f"this Open vSwitch offers no {AFXDP} interfaces"
-    return _afxdp_failed
+    """Why ``auto`` will not use AF_XDP ports, as far as is known without trying ("" if it
+    will try; whether the kernel lets them come up is only known by trying)."""
+    return _not_offered() or _afxdp_failed
 
 
 _afxdp_failed = ""  # auto: why AF_XDP ports failed to come up here once (then not retried)
@@ -151,8 +154,7 @@ def use_port_type(ports: list[str], wanted: str) -> tuple[str, str]:
         raise ValueError(f"port type must be one of {', '.join(PORT_TYPES)}, not {wanted!r}")
     if wanted == "system":
         return "system", ""
-    reason = afxdp_unavailable() if wanted == "auto" else (
-        "" if AFXDP in iface_types() else f"this Open vSwitch offers no {AFXDP} interfaces")
+    reason = afxdp_unavailable() if wanted == "auto" else _not_offered()
     if reason:
         if wanted == AFXDP:
             raise PortTypeError(reason)
