@@ -340,8 +340,8 @@ class Sweep:
         else:
             self.run_dir = new_run_dir(kind, args.results_dir)
         self.port_types: Counter[str] = Counter()  # trials per switch port type used
-        # Taken once: config.json is rewritten as trials come, and must keep saying which
-        # code the sweep started with (a commit made meanwhile is not its code).
+        # Taken once: config.json is rewritten when the sweep ends, and must keep saying
+        # which code it started with (a commit made meanwhile is not its code).
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.git = git_revision()
         self.write_config()
@@ -406,7 +406,6 @@ class Sweep:
         self.trials.append(row)
         if row.get("port_type"):
             self.port_types[row["port_type"]] += 1
-            self.write_config()  # config.json says which port types the trials used
         bar.set_postfix_str(f"{point.name} @ {rate:.0f} pps: loss {100 * judged_loss(row):.1f} %")
         return row
 
@@ -484,18 +483,21 @@ class Sweep:
     def run(self) -> list[dict]:
         """Every point's searches (``results.csv``), then its latency trials; returns the
         search rows."""
-        with tqdm(total=len(self.points) * self.repeats(), desc=self.kind, unit="search",
-                  file=sys.stderr, dynamic_ncols=True) as bar:
-            for point in self.points:
-                searches = []
-                for repeat in range(self.repeats()):
-                    row = self.measure(point, bar, repeat)
-                    self.results.append(row)
-                    searches.append(row)
-                    self.rows.append(row)
-                    bar.update()
-                    tqdm.write(summary_line(row), file=sys.stderr)
-                self.measure_latency(point, searches, bar)
+        try:
+            with tqdm(total=len(self.points) * self.repeats(), desc=self.kind, unit="search",
+                      file=sys.stderr, dynamic_ncols=True) as bar:
+                for point in self.points:
+                    searches = []
+                    for repeat in range(self.repeats()):
+                        row = self.measure(point, bar, repeat)
+                        self.results.append(row)
+                        searches.append(row)
+                        self.rows.append(row)
+                        bar.update()
+                        tqdm.write(summary_line(row), file=sys.stderr)
+                    self.measure_latency(point, searches, bar)
+        finally:  # an interrupted sweep too: which port types its trials used
+            self.write_config()
         return self.rows
 
 
