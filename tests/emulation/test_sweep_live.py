@@ -1,10 +1,11 @@
 """A sweep end to end on real networks, as a user runs it: repeated searches of one point
 (its median and range in the table, one row per search in results.csv), a latency trial at
-a stated fraction of the point's median MLFFR (latency.csv), and the sweep's table and
-plots drawn from those CSVs."""
+a stated fraction of the point's median MLFFR (latency.csv), the sweep's table and plots
+drawn from those CSVs, and the switch ports' type in trials.csv and config.json."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,4 +38,10 @@ def test_repeated_searches_and_latency_at_a_stated_load(tmp_path):
         assert abs(float(row["mlffr_pps"]) - sum(median) / 2) < 1  # two searches' median
         assert float(row["e2e_us_p50"]) > 0 and row["check_equivalent"] == "True"
     assert (folder / "cores_skew0.png").is_file() and (folder / "model_fit.csv").is_file()
+    # Which switch ports the trials ran on: per trial, and counted in config.json.
+    trials = read_csv(folder / "trials.csv")
+    used = {r["port_type"] for r in trials}
+    assert used <= {"afxdp-nonpmd", "system"} and used, used
+    config = json.loads((folder / "config.json").read_text())
+    assert config["port_types"] == {t: sum(r["port_type"] == t for r in trials) for t in used}
     assert leftovers() == {}
